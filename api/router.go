@@ -1,0 +1,70 @@
+// Package api is crowbar's HTTP layer: the gorilla/mux router, middleware,
+// the generic resource handler and the resources of the OpenCrowbar v2 API.
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/crowbar-go/crowbar/core/store"
+	"github.com/gorilla/mux"
+	"github.com/hashicorp/go-hclog"
+)
+
+// DefaultMaxBody is the default request body limit.
+const DefaultMaxBody = 1 << 20
+
+// Config assembles the router.
+type Config struct {
+	Store   *store.Store
+	Logger  hclog.Logger
+	MaxBody int64 // request body limit in bytes (default DefaultMaxBody)
+}
+
+// Server holds what the handlers share.
+type Server struct {
+	store *store.Store
+	log   hclog.Logger
+	res   resources
+}
+
+// NewRouter builds the HTTP handler serving /health and /api/v2.
+func NewRouter(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	s := &Server{store: cfg.Store, log: cfg.Logger}
+	s.res = newResources(cfg.Store)
+
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, "", statusError(http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, "", statusError(http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path))
+	})
+	r.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
+	v2 := r.PathPrefix("/api/v2").Subrouter()
+	s.mountV2(v2)
+	// Wrapped outside the router so unmatched routes are logged and limited too.
+	return accessLog(cfg.Logger)(recoverer(limitBody(cfg.MaxBody)(r)))
+}
+
+// health answers 200 when the database answers within two seconds, 503
+// otherwise; it needs no credentials.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	body := map[string]any{"status": "ok", "database": map[string]any{"dialect": s.store.Dialect, "status": "ok"}}
+	status := http.StatusOK
+	if err := s.store.Ping(ctx); err != nil {
+		status = http.StatusServiceUnavailable
+		body["status"] = "unavailable"
+		body["database"] = map[string]any{"dialect": s.store.Dialect, "status": "unreachable", "error": err.Error()}
+	}
+	writeJSON(w, status, ContentType("health", "obj"), body)
+}

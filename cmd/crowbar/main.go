@@ -1,0 +1,70 @@
+// Command crowbar is the crowbar server and its command-line client.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Exit codes shared by every command.
+const (
+	exitOK       = 0
+	exitFailure  = 1
+	exitUsage    = 2
+	exitNotFound = 3
+)
+
+// usageError marks an error in how a command was called.
+type usageError struct{ error }
+
+func main() {
+	root := newRootCmd()
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "crowbar:", err)
+		var ue usageError
+		if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown ") || strings.Contains(err.Error(), "flag") {
+			os.Exit(exitUsage)
+		}
+		os.Exit(exitFailure)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "crowbar",
+		Short:         "Bare-metal orchestration: the crowbar server and its client",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServerCmd())
+	return root
+}
+
+// envName is the environment variable that stands in for a flag:
+// --data-dir → CROWBAR_DATA_DIR.
+func envName(flag string) string {
+	return "CROWBAR_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv fills every flag not given on the command line from its
+// CROWBAR_* variable, so flags win over the environment, which wins over
+// defaults.
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = usageError{fmt.Errorf("%s=%q: %v", envName(f.Name), v, e)}
+			}
+		}
+	})
+	return err
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/crowbar-go/crowbar/api"
+	"github.com/crowbar-go/crowbar/core/store"
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+)
+
+type serverOptions struct {
+	listen          string
+	database        string
+	dataDir         string
+	logLevel        string
+	logFormat       string
+	maxBody         int64
+	shutdownTimeout time.Duration
+}
+
+func newServerCmd() *cobra.Command {
+	o := &serverOptions{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the crowbar server",
+		Long: `Run the crowbar server: the OpenCrowbar v2 API under /api/v2, barclamp routes
+under /:barclamp/v2 and an unauthenticated health check at /health.
+
+Every flag can also be set through the environment: --data-dir is
+CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
+		Example: `  crowbar server
+  crowbar server --listen 0.0.0.0:3000 --database postgres://crowbar@db/crowbar
+  CROWBAR_LOG_FORMAT=json crowbar server`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServer(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:3000", "address to serve HTTP on")
+	f.StringVar(&o.database, "database", "", "postgres:// URL, or SQLite file path (default <data-dir>/crowbar.db)")
+	f.StringVar(&o.dataDir, "data-dir", ".", "directory for the SQLite database, keys and caches")
+	f.StringVar(&o.logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	f.Int64Var(&o.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may run after SIGTERM")
+	return cmd
+}
+
+func newLogger(level, format string) (hclog.Logger, error) {
+	lvl := hclog.LevelFromString(level)
+	if lvl == hclog.NoLevel {
+		return nil, usageError{fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", level)}
+	}
+	if format != "text" && format != "json" {
+		return nil, usageError{fmt.Errorf("--log-format %q: want text or json", format)}
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "crowbar",
+		Level:      lvl,
+		JSONFormat: format == "json",
+		Output:     os.Stderr,
+	}), nil
+}
+
+func runServer(ctx context.Context, o *serverOptions) error {
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	dsn := o.database
+	if dsn == "" {
+		dsn = filepath.Join(o.dataDir, "crowbar.db")
+	}
+	st, err := store.Open(ctx, dsn, store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("close database", "error", err)
+		} else {
+			log.Info("database closed")
+		}
+	}()
+	log.Info("database ready", "dialect", st.Dialect, "schema_version", store.SchemaVersion())
+
+	handler := api.NewRouter(api.Config{Store: st, Logger: log, MaxBody: o.maxBody})
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.listen, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", "address", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: waiting for in-flight requests", "timeout", o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,163 @@
+// Package model holds crowbar's domain objects, the rules their fields obey
+// and the errors the domain reports. Column names equal JSON names, so a
+// field is addressed the same way in a query filter, a body and the database.
+package model
+
+import "time"
+
+// Base carries the fields every stored object has.
+type Base struct {
+	ID        int64     `json:"id" gorm:"primaryKey"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// GetID returns the object's database id.
+func (b *Base) GetID() int64 { return b.ID }
+
+// Node is a machine under crowbar's management.
+type Node struct {
+	Base
+	Name         string `json:"name"`
+	Alias        string `json:"alias"`
+	Description  string `json:"description"`
+	Order        int    `json:"order"`
+	Admin        bool   `json:"admin"`
+	Alive        bool   `json:"alive"`
+	Available    bool   `json:"available"`
+	Allocated    bool   `json:"allocated"`
+	Bootenv      string `json:"bootenv"`
+	DeploymentID int64  `json:"deployment_id"`
+	TargetRoleID *int64 `json:"target_role_id"`
+	Discovery    JSON   `json:"discovery"`
+	Hint         JSON   `json:"hint"`
+}
+
+// Deployment groups nodes and the roles bound to them.
+type Deployment struct {
+	Base
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	System      bool   `json:"system"`
+	ParentID    *int64 `json:"parent_id"`
+	State       int    `json:"state"`
+}
+
+// SystemDeploymentID is the id of the deployment created by the first
+// migration; every node starts in it.
+const SystemDeploymentID = 1
+
+// Barclamp is a loaded module that provides roles, attribs and routes.
+type Barclamp struct {
+	Base
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Version     string `json:"version"`
+	SourcePath  string `json:"source_path"`
+}
+
+// Jig is a way of running a role on a node (noop, wasm, script).
+type Jig struct {
+	Base
+	Name           string `json:"name"`
+	Description    string `json:"description"`
+	Active         bool   `json:"active"`
+	ClientRoleName string `json:"client_role_name"`
+	Order          int    `json:"order"`
+}
+
+// Role is something a node can be made to be.
+type Role struct {
+	Base
+	Name        string     `json:"name"`
+	Description string     `json:"description"`
+	BarclampID  int64      `json:"barclamp_id"`
+	JigName     string     `json:"jig_name"`
+	Requires    StringList `json:"requires"`
+	Library     bool       `json:"library"`
+	Implicit    bool       `json:"implicit"`
+	Bootstrap   bool       `json:"bootstrap"`
+	Discovery   bool       `json:"discovery"`
+	Server      bool       `json:"server"`
+	Cluster     bool       `json:"cluster"`
+	Destructive bool       `json:"destructive"`
+	Abstract    bool       `json:"abstract"`
+	Milestone   bool       `json:"milestone"`
+	Powersave   bool       `json:"powersave"`
+	Service     bool       `json:"service"`
+	Cohort      int        `json:"cohort"`
+	Template    JSON       `json:"template"`
+}
+
+// DeploymentRole holds a role's configuration within one deployment.
+type DeploymentRole struct {
+	Base
+	DeploymentID  int64 `json:"deployment_id"`
+	RoleID        int64 `json:"role_id"`
+	ProposedData  JSON  `json:"proposed_data"`
+	CommittedData JSON  `json:"committed_data"`
+	Wall          JSON  `json:"wall"`
+}
+
+// NodeRole binds a role to a node within a deployment; the annealer drives
+// its state.
+type NodeRole struct {
+	Base
+	NodeID        int64   `json:"node_id"`
+	RoleID        int64   `json:"role_id"`
+	DeploymentID  int64   `json:"deployment_id"`
+	State         int     `json:"state"`
+	Status        *string `json:"status"`
+	RunCount      int     `json:"run_count"`
+	Runlog        string  `json:"runlog"`
+	Order         int     `json:"order"`
+	Cohort        int     `json:"cohort"`
+	Available     bool    `json:"available"`
+	ProposedData  JSON    `json:"proposed_data"`
+	CommittedData JSON    `json:"committed_data"`
+	SysData       JSON    `json:"sysdata"`
+	Wall          JSON    `json:"wall"`
+}
+
+// Attrib names a piece of configuration data and where it lives.
+type Attrib struct {
+	Base
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	BarclampID  int64  `json:"barclamp_id"`
+	RoleID      *int64 `json:"role_id"`
+	Map         string `json:"map"`
+	Schema      JSON   `json:"schema"`
+	Default     JSON   `json:"default"`
+	Writable    bool   `json:"writable"`
+	Order       int    `json:"order"`
+}
+
+// Group is a named set of nodes (a rack, a tag, a UI grouping).
+type Group struct {
+	Base
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Category    string `json:"category"`
+	Order       int    `json:"order"`
+}
+
+// GroupNode is one membership of a node in a group.
+type GroupNode struct {
+	GroupID   int64     `json:"group_id" gorm:"primaryKey"`
+	NodeID    int64     `json:"node_id" gorm:"primaryKey"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// User is an account that may call the API.
+type User struct {
+	Base
+	Username  string `json:"username"`
+	Email     string `json:"email"`
+	Admin     bool   `json:"admin"`
+	APIAccess bool   `json:"api_access" gorm:"column:api_access"`
+	Role      string `json:"role"`
+}
+
+// TableName keeps the column-equals-JSON rule for GroupNode's table.
+func (GroupNode) TableName() string { return "group_nodes" }
