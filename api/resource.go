@@ -91,7 +91,7 @@ func (rs *Resource[T]) mustHave(f string) {
 }
 
 // Mount registers the resource's routes under r.
-func (rs *Resource[T]) Mount(r *mux.Router) {
+func (rs *Resource[T]) Mount(r prefixed) {
 	base := "/" + rs.Path
 	one := base + "/{id}"
 	if rs.Ops&OpList != 0 {

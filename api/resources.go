@@ -77,7 +77,7 @@ func newResources(s *store.Store) resources {
 	}
 }
 
-func (s *Server) mountV2(r *mux.Router) {
+func (s *Server) mountV2(r prefixed) {
 	res := s.res
 	res.nodes.Mount(r)
 	res.deployments.Mount(r)

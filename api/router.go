@@ -41,15 +41,11 @@ func NewRouter(cfg Config) http.Handler {
 	s.res = newResources(cfg.Store)
 
 	r := mux.NewRouter()
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, "", statusError(http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path))
-	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, "", statusError(http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path))
-	})
+	jsonErrors(r)
 	r.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
-	v2 := r.PathPrefix("/api/v2").Subrouter()
-	s.mountV2(v2)
+	// Routes hang off the root router, not a subrouter: mux answers a
+	// method mismatch inside a subrouter with 404 instead of 405.
+	s.mountV2(prefixed{r, "/api/v2"})
 	// Wrapped outside the router so unmatched routes are logged and limited too.
 	return accessLog(cfg.Logger)(recoverer(limitBody(cfg.MaxBody)(r)))
 }
@@ -67,4 +63,25 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		body["database"] = map[string]any{"dialect": s.store.Dialect, "status": "unreachable", "error": err.Error()}
 	}
 	writeJSON(w, status, ContentType("health", "obj"), body)
+}
+
+// jsonErrors makes r answer unknown routes and methods with JSON errors.
+func jsonErrors(r *mux.Router) {
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, "", statusError(http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, "", statusError(http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path))
+	})
+}
+
+// prefixed registers routes under a path prefix on one router.
+type prefixed struct {
+	r      *mux.Router
+	prefix string
+}
+
+// HandleFunc registers path (relative to the prefix).
+func (p prefixed) HandleFunc(path string, f http.HandlerFunc) *mux.Route {
+	return p.r.HandleFunc(p.prefix+path, f)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"fmt"
+	"reflect"
 )
 
 // JSON is a JSON document kept in a text column. The zero value stores and
@@ -45,8 +46,17 @@ func (j JSON) MarshalJSON() ([]byte, error) {
 	return j, nil
 }
 
-// UnmarshalJSON keeps a compacted copy of the document.
+// UnmarshalJSON keeps a compacted copy of the document, which must be an
+// object; null stands for the empty object.
 func (j *JSON) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if string(b) == "null" {
+		*j = EmptyObject
+		return nil
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return &json.UnmarshalTypeError{Value: jsonValueKind(b), Type: reflect.TypeOf(*j)}
+	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, b); err != nil {
 		return err
@@ -54,6 +64,57 @@ func (j *JSON) UnmarshalJSON(b []byte) error {
 	*j = JSON(buf.Bytes())
 	return nil
 }
+
+func jsonValueKind(b []byte) string {
+	if len(b) == 0 {
+		return "nothing"
+	}
+	switch b[0] {
+	case '"':
+		return "string"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "bool"
+	}
+	return "number"
+}
+
+// Value is any JSON value (an attrib's default, for example) kept in a text
+// column; the zero value is null.
+type Value json.RawMessage
+
+// Value implements driver.Valuer.
+func (v Value) Value() (driver.Value, error) {
+	if len(v) == 0 {
+		return "null", nil
+	}
+	return string(v), nil
+}
+
+// Scan implements sql.Scanner.
+func (v *Value) Scan(src any) error { return (*JSON)(v).Scan(src) }
+
+// MarshalJSON renders the value itself.
+func (v Value) MarshalJSON() ([]byte, error) {
+	if len(v) == 0 {
+		return []byte("null"), nil
+	}
+	return v, nil
+}
+
+// UnmarshalJSON keeps a compacted copy of the value.
+func (v *Value) UnmarshalJSON(b []byte) error {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return err
+	}
+	*v = Value(buf.Bytes())
+	return nil
+}
+
+// GormDataType tells gorm the column holds text.
+func (Value) GormDataType() string { return "text" }
 
 // GormDataType tells gorm the column holds text.
 func (JSON) GormDataType() string { return "text" }

@@ -115,7 +115,7 @@ type NodeRole struct {
 	Available     bool    `json:"available"`
 	ProposedData  JSON    `json:"proposed_data"`
 	CommittedData JSON    `json:"committed_data"`
-	SysData       JSON    `json:"sysdata"`
+	SysData       JSON    `json:"sysdata" gorm:"column:sysdata"`
 	Wall          JSON    `json:"wall"`
 }
 
@@ -128,7 +128,7 @@ type Attrib struct {
 	RoleID      *int64 `json:"role_id"`
 	Map         string `json:"map"`
 	Schema      JSON   `json:"schema"`
-	Default     JSON   `json:"default"`
+	Default     Value  `json:"default"`
 	Writable    bool   `json:"writable"`
 	Order       int    `json:"order"`
 }

@@ -66,7 +66,7 @@ func ResolveID(ctx context.Context, db *gorm.DB, kind, table, nameCol, key strin
 }
 
 var (
-	sqliteUnique = regexp.MustCompile(`UNIQUE constraint failed: \w+\.(\w+)`)
+	sqliteUnique = regexp.MustCompile(`UNIQUE constraint failed: ((?:\w+\.\w+(?:, )?)+)`)
 	pgUniqueKey  = regexp.MustCompile(`Key \(([^)]+)\)=\(([^)]*)\)`)
 )
 
@@ -84,8 +84,10 @@ func Translate(err error) error {
 		case "23505": // unique_violation
 			col := "name"
 			if m := pgUniqueKey.FindStringSubmatch(pg.Detail); m != nil {
-				col = m[1]
-				return model.Invalid(col, "'%s' is already taken", m[2])
+				if strings.Contains(m[1], ",") {
+					return duplicate(strings.Split(m[1], ", "))
+				}
+				return model.Invalid(m[1], "'%s' is already taken", m[2])
 			}
 			return model.Invalid(col, "is already taken")
 		case "23503": // foreign_key_violation
@@ -95,12 +97,26 @@ func Translate(err error) error {
 	}
 	msg := err.Error()
 	if m := sqliteUnique.FindStringSubmatch(msg); m != nil {
-		return model.Invalid(m[1], "is already taken")
+		var cols []string
+		for _, c := range strings.Split(m[1], ", ") {
+			_, col, _ := strings.Cut(c, ".")
+			cols = append(cols, col)
+		}
+		if len(cols) > 1 {
+			return duplicate(cols)
+		}
+		return model.Invalid(cols[0], "is already taken")
 	}
 	if strings.Contains(msg, "FOREIGN KEY constraint failed") {
 		return model.Conflict("the change refers to an object that does not exist, or removes one that is still in use")
 	}
 	return err
+}
+
+// duplicate reports a clash on a unique combination of columns: the object
+// exists already, a conflict rather than a bad value.
+func duplicate(cols []string) error {
+	return model.Conflict("an object with the same %s already exists", strings.Join(cols, " and "))
 }
 
 func pgFKMessage(pg *pgconn.PgError) string {
