@@ -26,6 +26,8 @@ type serverOptions struct {
 	logFormat       string
 	maxBody         int64
 	shutdownTimeout time.Duration
+
+	onListen func(addr net.Addr) // tests learn the port here
 }
 
 func newServerCmd() *cobra.Command {
@@ -117,6 +119,9 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "address", ln.Addr().String())
+	if o.onListen != nil {
+		o.onListen(ln.Addr())
+	}
 
 	select {
 	case err := <-errc:

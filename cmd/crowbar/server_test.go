@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func TestFlagsWinOverEnvironment(t *testing.T) {
+	t.Setenv("CROWBAR_LISTEN", "127.0.0.1:4000")
+	t.Setenv("CROWBAR_LOG_LEVEL", "debug")
+	t.Setenv("CROWBAR_MAX_BODY", "not-a-number")
+	cmd := newServerCmd()
+	cmd.RunE = func(*cobra.Command, []string) error { return nil }
+	if err := cmd.ParseFlags([]string{"--listen", "127.0.0.1:5000", "--max-body", "10"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(cmd.Flags()); err != nil {
+		t.Fatalf("applyEnv: %v", err) // the bad CROWBAR_MAX_BODY is shadowed by the flag
+	}
+	if got, _ := cmd.Flags().GetString("listen"); got != "127.0.0.1:5000" {
+		t.Errorf("listen = %q, want the flag's value", got)
+	}
+	if got, _ := cmd.Flags().GetString("log-level"); got != "debug" {
+		t.Errorf("log-level = %q, want the environment's value", got)
+	}
+	cmd = newServerCmd()
+	cmd.ParseFlags(nil) //nolint:errcheck
+	if err := applyEnv(cmd.Flags()); err == nil || !strings.Contains(err.Error(), "CROWBAR_MAX_BODY") {
+		t.Errorf("a bad environment value: err = %v, want one naming CROWBAR_MAX_BODY", err)
+	}
+}
+
+func TestServerServesAndShutsDownGracefully(t *testing.T) {
+	dir := t.TempDir()
+	addrc := make(chan net.Addr, 1)
+	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, logLevel: "error", logFormat: "json",
+		maxBody: 1 << 20, shutdownTimeout: 10 * time.Second, onListen: func(a net.Addr) { addrc <- a }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServer(ctx, o) }()
+	var base string
+	select {
+	case a := <-addrc:
+		base = "http://" + a.String()
+	case err := <-done:
+		t.Fatalf("server stopped early: %v", err)
+	}
+	resp, err := http.Post(base+"/api/v2/nodes", "application/json", strings.NewReader(`{"name": "a.example.com"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("create node: %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "crowbar.db")); err != nil {
+		t.Fatalf("default SQLite file: %v", err)
+	}
+	// A clean close leaves nothing to recover: the WAL is checkpointed away.
+	if _, err := os.Stat(filepath.Join(dir, "crowbar.db-wal")); err == nil {
+		t.Errorf("WAL file left behind: the database was not closed cleanly")
+	}
+	if _, err := http.Get(base + "/health"); err == nil {
+		t.Errorf("server still answers after shutdown")
+	}
+}
+
+func TestBadLogSettingsAreUsageErrors(t *testing.T) {
+	for _, c := range [][2]string{{"loud", "text"}, {"info", "xml"}} {
+		if _, err := newLogger(c[0], c[1]); err == nil {
+			t.Errorf("newLogger(%q, %q) accepted", c[0], c[1])
+		} else if _, ok := err.(usageError); !ok {
+			t.Errorf("newLogger(%q, %q) = %T, want usageError", c[0], c[1], err)
+		}
+	}
+}
