@@ -31,6 +31,13 @@ type Server struct {
 
 // NewRouter builds the HTTP handler serving /health and /api/v2.
 func NewRouter(cfg Config) http.Handler {
+	h, _ := newRouter(cfg)
+	return h
+}
+
+// newRouter returns the wrapped handler and the bare router (which tests
+// walk to check every route).
+func newRouter(cfg Config) (http.Handler, *mux.Router) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
@@ -47,7 +54,7 @@ func NewRouter(cfg Config) http.Handler {
 	// method mismatch inside a subrouter with 404 instead of 405.
 	s.mountV2(prefixed{r, "/api/v2"})
 	// Wrapped outside the router so unmatched routes are logged and limited too.
-	return accessLog(cfg.Logger)(recoverer(limitBody(cfg.MaxBody)(r)))
+	return accessLog(cfg.Logger)(recoverer(limitBody(cfg.MaxBody)(r))), r
 }
 
 // health answers 200 when the database answers within two seconds, 503
