@@ -272,3 +272,29 @@ func jsonString(raw json.RawMessage, out *string) error {
 	}
 	return nil
 }
+
+// decodeStrict reads a request body into v (a pointer to a struct) with the
+// same rules as resources: JSON or form, unknown fields refused, values
+// typed by field.
+func decodeStrict(r *http.Request, v any) error {
+	fs := fieldsOf(reflect.TypeOf(v).Elem())
+	body, err := readBody(r, fs, nil)
+	if err != nil {
+		return err
+	}
+	for _, k := range sortedKeys(body) {
+		if _, ok := fs[k]; !ok {
+			return model.BadRequest("unknown field '%s'; fields: %s", k, strings.Join(sortedKeys(fs), ", "))
+		}
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return typeError(err, fs)
+	}
+	return nil
+}

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crowbar-go/crowbar/core/store/storetest"
 	"github.com/gorilla/mux"
 	"gopkg.in/yaml.v3"
 )
@@ -43,7 +42,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("openapi.yaml: %v", err)
 	}
-	_, r := newRouter(Config{Store: storetest.Open(t, filepath.Join(t.TempDir(), "c.db"))})
+	_, r := testRouter(t)
 	served := map[string]bool{}
 	for path, methods := range routes(t, r) {
 		for _, m := range methods {

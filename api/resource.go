@@ -56,6 +56,9 @@ type Resource[T any] struct {
 	CreateOnly []string // fields a client may set only when creating
 	Refs       []Ref
 	Ops        Ops
+	// Hook, when set, runs after validation and before the write, in the
+	// same transaction: for rules that need the database or the server.
+	Hook func(tx *gorm.DB, obj *T, creating bool) error
 
 	store    *store.Store
 	fields   fieldSet
@@ -391,7 +394,13 @@ func (rs *Resource[T]) Apply(ctx context.Context, tx *gorm.DB, obj *T, body map[
 			return err
 		}
 	}
-	return rs.checkName(ctx, tx, obj)
+	if err := rs.checkName(ctx, tx, obj); err != nil {
+		return err
+	}
+	if rs.Hook != nil {
+		return rs.Hook(tx, obj, creating)
+	}
+	return nil
 }
 
 func (rs *Resource[T]) canWrite(key string, creating bool) bool {

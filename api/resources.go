@@ -30,10 +30,16 @@ type resources struct {
 	attribs         *Resource[model.Attrib]
 	barclamps       *Resource[model.Barclamp]
 	nodeRoles       *Resource[model.NodeRole]
+	users           *Resource[model.User]
 }
 
-func newResources(s *store.Store) resources {
+func (srv *Server) newResources(s *store.Store) resources {
 	return resources{
+		users: (&Resource[model.User]{
+			Type: "user", Path: "users", NameCol: "username", Ops: CRUD,
+			Writable: []string{"username", "email", "role", "api_access", "password"},
+			Hook:     srv.usersHook,
+		}).init(s),
 		nodes: (&Resource[model.Node]{
 			Type: "node", Path: "nodes", NameCol: "name", Ops: CRUD,
 			Writable: []string{"name", "description", "order", "admin", "alive", "available", "allocated",
@@ -88,6 +94,8 @@ func (s *Server) mountV2(r prefixed) {
 	res.attribs.Mount(r)
 	res.barclamps.Mount(r)
 	res.nodeRoles.Mount(r)
+	res.users.Mount(r)
+	r.HandleFunc("/tokens", s.createToken).Methods(http.MethodPost)
 
 	r.HandleFunc("/nodes/{id}/node_roles", s.nestedList(res.nodes.Type, "nodes", func(id int64) func(*gorm.DB) *gorm.DB {
 		return func(q *gorm.DB) *gorm.DB { return q.Where("node_id = ?", id) }

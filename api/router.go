@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
@@ -18,6 +19,7 @@ const DefaultMaxBody = 1 << 20
 // Config assembles the router.
 type Config struct {
 	Store   *store.Store
+	Auth    *auth.Service // required: every route but /health needs credentials
 	Logger  hclog.Logger
 	MaxBody int64 // request body limit in bytes (default DefaultMaxBody)
 }
@@ -25,6 +27,7 @@ type Config struct {
 // Server holds what the handlers share.
 type Server struct {
 	store *store.Store
+	auth  *auth.Service
 	log   hclog.Logger
 	res   resources
 }
@@ -44,8 +47,11 @@ func newRouter(cfg Config) (http.Handler, *mux.Router) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger}
-	s.res = newResources(cfg.Store)
+	if cfg.Auth == nil {
+		panic("api: Config.Auth is required")
+	}
+	s := &Server{store: cfg.Store, auth: cfg.Auth, log: cfg.Logger}
+	s.res = s.newResources(cfg.Store)
 
 	r := mux.NewRouter()
 	jsonErrors(r)
@@ -54,7 +60,7 @@ func newRouter(cfg Config) (http.Handler, *mux.Router) {
 	// method mismatch inside a subrouter with 404 instead of 405.
 	s.mountV2(prefixed{r, "/api/v2"})
 	// Wrapped outside the router so unmatched routes are logged and limited too.
-	return accessLog(cfg.Logger)(recoverer(limitBody(cfg.MaxBody)(r))), r
+	return accessLog(cfg.Logger)(recoverer(s.authenticate(limitBody(cfg.MaxBody)(r)))), r
 }
 
 // health answers 200 when the database answers within two seconds, 503

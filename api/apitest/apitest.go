@@ -1,36 +1,75 @@
 // Package apitest runs crowbar's HTTP API on a loopback port over a real
-// store, for tests and benchmarks.
+// store, with real authentication, for tests and benchmarks.
 package apitest
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crowbar-go/crowbar/api"
+	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/model"
 	"github.com/crowbar-go/crowbar/core/store"
 )
 
-// Server is a running API server.
+// Setup is what options may change before the server starts.
+type Setup struct {
+	API  api.Config
+	Auth auth.Config
+}
+
+// Server is a running API server. Requests made with Do carry the admin's
+// bearer token unless they set their own Authorization header.
 type Server struct {
 	*httptest.Server
 	Store *store.Store
+	Auth  *auth.Service
+	Token string // bearer token of the "admin" user
 	t     testing.TB
 }
 
+// AdminPassword is the password of the "admin" user every test server has.
+const AdminPassword = "admin-password"
+
 // New starts the API over st on a loopback port; it stops with the test.
-func New(t testing.TB, st *store.Store, opts ...func(*api.Config)) *Server {
+func New(t testing.TB, st *store.Store, opts ...func(*Setup)) *Server {
 	t.Helper()
-	cfg := api.Config{Store: st}
+	setup := &Setup{API: api.Config{Store: st}}
 	for _, o := range opts {
-		o(&cfg)
+		o(setup)
 	}
-	srv := httptest.NewServer(api.NewRouter(cfg))
+	svc, err := auth.New(context.Background(), st.DB, setup.Auth, nil)
+	if err != nil {
+		t.Fatalf("auth: %v", err)
+	}
+	setup.API.Auth = svc
+	srv := httptest.NewServer(api.NewRouter(setup.API))
 	t.Cleanup(srv.Close)
-	return &Server{Server: srv, Store: st, t: t}
+	s := &Server{Server: srv, Store: st, Auth: svc, t: t}
+	s.AddUser("admin", AdminPassword, auth.RoleAdmin, true)
+	tok, _, err := svc.MintToken(&auth.Caller{Username: "admin"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Token = tok
+	return s
+}
+
+// AddUser stores a user with digest credentials for password.
+func (s *Server) AddUser(name, password string, role auth.Role, apiAccess bool) *model.User {
+	s.t.Helper()
+	u := &model.User{Username: name, Role: string(role), Admin: role == auth.RoleAdmin, APIAccess: apiAccess}
+	s.Auth.SetPassword(u, password)
+	if err := s.Store.DB.Create(u).Error; err != nil {
+		s.t.Fatalf("add user %s: %v", name, err)
+	}
+	return u
 }
 
 // Response is what a request got back.
@@ -41,7 +80,8 @@ type Response struct {
 }
 
 // Do sends a request with an optional body and header pairs ("Name",
-// "value", …). A body without a Content-Type header is sent as JSON.
+// "value", …). A body without a Content-Type header is sent as JSON. An
+// "Authorization" pair replaces the admin token; its value "" sends none.
 func (s *Server) Do(method, path, body string, header ...string) *Response {
 	s.t.Helper()
 	var rd io.Reader
@@ -55,7 +95,12 @@ func (s *Server) Do(method, path, body string, header ...string) *Response {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", "Bearer "+s.Token)
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := s.Client().Do(req)

@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/crowbar-go/crowbar/api"
+	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -26,6 +28,16 @@ type serverOptions struct {
 	logFormat       string
 	maxBody         int64
 	shutdownTimeout time.Duration
+
+	realm            string
+	digestAlgorithms []string
+	nonceTTL         time.Duration
+	installKey       string
+	resetAdminKey    bool
+	jwtPublicKeys    []string
+	jwtHMACFile      string
+	jwtScope         string
+	jwtDefaultRole   string
 
 	onListen func(addr net.Addr) // tests learn the port here
 }
@@ -61,6 +73,15 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.Int64Var(&o.maxBody, "max-body", api.DefaultMaxBody, "largest request body accepted, in bytes")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may run after SIGTERM")
+	f.StringVar(&o.realm, "realm", "crowbar", "HTTP Digest realm (changing it needs new passwords)")
+	f.StringSliceVar(&o.digestAlgorithms, "digest-algorithms", []string{auth.SHA256, auth.MD5}, "digest algorithms offered, in order")
+	f.DurationVar(&o.nonceTTL, "nonce-ttl", 5*time.Minute, "how long a digest nonce is good for before stale=true")
+	f.StringVar(&o.installKey, "install-key", "", "path of the install key file (default <data-dir>/crowbar.install.key)")
+	f.BoolVar(&o.resetAdminKey, "reset-admin-key", false, "give the install user a new password and rewrite the install key, then serve")
+	f.StringSliceVar(&o.jwtPublicKeys, "jwt-public-key", nil, "PEM file of a public key (or certificate) trusted to sign bearer tokens; repeatable")
+	f.StringVar(&o.jwtHMACFile, "jwt-hmac-secret-file", "", "file holding a shared secret that verifies HS256/384/512 bearer tokens")
+	f.StringVar(&o.jwtScope, "jwt-required-scope", "", "scope every bearer token must carry, e.g. user:memberof:myorg (403 otherwise)")
+	f.StringVar(&o.jwtDefaultRole, "jwt-default-role", "", "role for bearer-token subjects that are not crowbar users (admin, operator, reader); empty refuses them")
 	return cmd
 }
 
@@ -105,7 +126,11 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	}()
 	log.Info("database ready", "dialect", st.Dialect, "schema_version", store.SchemaVersion())
 
-	handler := api.NewRouter(api.Config{Store: st, Logger: log, MaxBody: o.maxBody})
+	svc, err := newAuth(ctx, o, st, log)
+	if err != nil {
+		return err
+	}
+	handler := api.NewRouter(api.Config{Store: st, Auth: svc, Logger: log, MaxBody: o.maxBody})
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
@@ -136,4 +161,56 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newAuth builds the authentication service from the flags and makes sure
+// the install key and its admin user exist.
+func newAuth(ctx context.Context, o *serverOptions, st *store.Store, log hclog.Logger) (*auth.Service, error) {
+	cfg := auth.Config{Realm: o.realm, DigestAlgorithms: o.digestAlgorithms, NonceTTL: o.nonceTTL,
+		RequiredScope: o.jwtScope, DefaultRole: auth.Role(o.jwtDefaultRole)}
+	for _, path := range o.jwtPublicKeys {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key: %w", err)
+		}
+		keys, err := auth.ParsePublicKeys(b)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key %s: %w", path, err)
+		}
+		cfg.JWTPublicKeys = append(cfg.JWTPublicKeys, keys...)
+	}
+	if o.jwtHMACFile != "" {
+		b, err := os.ReadFile(o.jwtHMACFile)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-hmac-secret-file: %w", err)
+		}
+		if cfg.JWTHMACSecret = []byte(strings.TrimSpace(string(b))); len(cfg.JWTHMACSecret) < 32 {
+			return nil, usageError{fmt.Errorf("--jwt-hmac-secret-file: the secret must be at least 32 bytes")}
+		}
+	}
+	svc, err := auth.New(ctx, st.DB, cfg, log.Named("auth"))
+	if err != nil {
+		return nil, err
+	}
+	keyPath := o.installKey
+	if keyPath == "" {
+		keyPath = filepath.Join(o.dataDir, "crowbar.install.key")
+	}
+	res, err := svc.EnsureInstallKey(ctx, keyPath, o.resetAdminKey)
+	if err != nil {
+		return nil, fmt.Errorf("install key: %w", err)
+	}
+	switch res {
+	case auth.KeyCreated:
+		log.Info("created the admin user and wrote its install key", "path", keyPath, "user", auth.InstallUser)
+	case auth.KeyRotated:
+		log.Info("rotated the admin password and rewrote the install key", "path", keyPath)
+	case auth.KeyRestored:
+		log.Info("re-created the admin user from the existing install key", "path", keyPath)
+	case auth.KeyMissing:
+		log.Warn("the install key file is missing but its user exists; run with --reset-admin-key to write a new one", "path", keyPath)
+	default:
+		log.Info("install key", "path", keyPath)
+	}
+	return svc, nil
 }

@@ -149,7 +149,9 @@ type GroupNode struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// User is an account that may call the API.
+// User is an account that may call the API. Only what HTTP Digest needs
+// is stored (HA1 per algorithm, for the realm it was computed in), never the
+// password itself.
 type User struct {
 	Base
 	Username  string `json:"username"`
@@ -157,6 +159,12 @@ type User struct {
 	Admin     bool   `json:"admin"`
 	APIAccess bool   `json:"api_access" gorm:"column:api_access"`
 	Role      string `json:"role"`
+	// Password is write-only: set it in a request body; it is turned into
+	// HA1s and never stored or shown.
+	Password    string `json:"password,omitempty" gorm:"-"`
+	HA1MD5      string `json:"-" gorm:"column:ha1_md5"`
+	HA1SHA256   string `json:"-" gorm:"column:ha1_sha256"`
+	DigestRealm string `json:"-" gorm:"column:digest_realm"`
 }
 
 // TableName keeps the column-equals-JSON rule for GroupNode's table.

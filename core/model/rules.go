@@ -147,3 +147,35 @@ func (g *Group) Validate() error {
 	}
 	return Invalid("category", "'%s' must be one of ui, rack, tag", g.Category)
 }
+
+// Defaults gives a new user the least powerful role.
+func (u *User) Defaults() {
+	if u.Role == "" {
+		u.Role = "reader"
+	}
+}
+
+// Normalize derives admin from the role.
+func (u *User) Normalize() { u.Admin = u.Role == "admin" }
+
+// Validate checks the user's own fields.
+func (u *User) Validate() error {
+	if err := ValidName("username", u.Username); err != nil {
+		return err
+	}
+	switch u.Role {
+	case "admin", "operator", "reader":
+	default:
+		return Invalid("role", "'%s' must be one of admin, operator, reader", u.Role)
+	}
+	if u.Email != "" && (!strings.Contains(u.Email, "@") || strings.ContainsAny(u.Email, " \t\n")) {
+		return Invalid("email", "'%s' is not an email address", u.Email)
+	}
+	if u.Password != "" && len(u.Password) < 8 {
+		return Invalid("password", "must be at least 8 characters")
+	}
+	if strings.ContainsRune(u.Username, ':') {
+		return Invalid("username", "may not contain ':' (it separates user and password in the install key)")
+	}
+	return nil
+}

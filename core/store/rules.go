@@ -12,6 +12,10 @@ func BeforeDelete(tx *gorm.DB, obj any) error {
 	switch o := obj.(type) {
 	case *model.Deployment:
 		return beforeDeleteDeployment(tx, o)
+	case *model.User:
+		if o.Role == "admin" {
+			return LastAdminGuard(tx, o.ID)
+		}
 	case *model.Jig:
 		var n int64
 		if err := tx.Model(&model.Role{}).Where("jig_name = ?", o.Name).Count(&n).Error; err != nil {
@@ -48,4 +52,17 @@ func beforeDeleteDeployment(tx *gorm.DB, d *model.Deployment) error {
 	// Its nodes go back to the system deployment, as in OpenCrowbar.
 	return tx.Model(&model.Node{}).Where("deployment_id = ?", d.ID).
 		Updates(map[string]any{"deployment_id": model.SystemDeploymentID, "updated_at": tx.NowFunc()}).Error
+}
+
+// LastAdminGuard refuses a change that would leave no admin: deleting or
+// demoting the admin with id when no other admin exists.
+func LastAdminGuard(tx *gorm.DB, id int64) error {
+	var others int64
+	if err := tx.Model(&model.User{}).Where("role = ? AND id <> ?", "admin", id).Count(&others).Error; err != nil {
+		return err
+	}
+	if others == 0 {
+		return model.Conflict("this is the last admin user; make another user admin first")
+	}
+	return nil
 }

@@ -1,0 +1,140 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/model"
+	"github.com/crowbar-go/crowbar/core/store"
+	"gorm.io/gorm"
+)
+
+// StatusTokenTooLong is the Zero-OS status for a JWT valid for over an hour.
+const StatusTokenTooLong = 440
+
+// openPaths answer without credentials. Keep this list at one entry: a test
+// walks every route and requires 401 from all others.
+var openPaths = map[string]bool{"/health": true}
+
+// authenticate admits a request only with valid credentials whose role
+// permits it, and puts the caller in the request context.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if openPaths[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		caller, err := s.auth.Authenticate(r.Context(), r.Method, r.RequestURI, r.Header.Get("Authorization"))
+		if err == nil {
+			err = permits(caller, r)
+		}
+		if err != nil {
+			s.authFailed(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(auth.WithCaller(r.Context(), caller)))
+	})
+}
+
+// permits applies the caller's role. Minting a token for oneself is open to
+// every role, since the token carries the same role.
+func permits(c *auth.Caller, r *http.Request) error {
+	p := r.URL.Path
+	if p == "/api/v2/tokens" {
+		return nil
+	}
+	return auth.Permits(c, r.Method, p == "/api/v2/users" || strings.HasPrefix(p, "/api/v2/users/"))
+}
+
+// authFailed logs the failure (who and from where, never the secret) and
+// answers 401 with challenges for both schemes, 403, or 440.
+func (s *Server) authFailed(w http.ResponseWriter, r *http.Request, err error) {
+	ae, ok := auth.AsError(err)
+	if !ok {
+		writeError(w, r, "", err)
+		return
+	}
+	// No credentials at all is the first leg of every digest exchange, not
+	// a failure worth a warning.
+	logf := loggerFrom(r).Warn
+	if r.Header.Get("Authorization") == "" {
+		logf = loggerFrom(r).Debug
+	}
+	logf("authentication failed", "remote", r.RemoteAddr, "user", ae.User,
+		"method", r.Method, "path", r.URL.Path, "reason", ae.Message)
+	status := http.StatusUnauthorized
+	switch ae.Kind {
+	case auth.Forbidden:
+		status = http.StatusForbidden
+	case auth.TokenTooLong:
+		status = StatusTokenTooLong
+	default:
+		for _, c := range s.auth.Challenges(ae.Stale) {
+			w.Header().Add("WWW-Authenticate", c)
+		}
+	}
+	writeError(w, r, "", statusError(status, ae.Message))
+}
+
+// usersHook turns a write-only password into digest HA1s and guards what a
+// user change may not do.
+func (s *Server) usersHook(tx *gorm.DB, u *model.User, creating bool) error {
+	if !creating {
+		var old model.User
+		if err := tx.Select("username", "role").Where("id = ?", u.ID).Take(&old).Error; err != nil {
+			return err
+		}
+		if old.Username != u.Username && u.Password == "" {
+			return model.Invalid("username", "changing the username needs a new password: digest credentials include the name")
+		}
+		if old.Role == "admin" && u.Role != "admin" {
+			if err := store.LastAdminGuard(tx, u.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if u.Password != "" {
+		s.auth.SetPassword(u, u.Password)
+		u.Password = ""
+	}
+	return nil
+}
+
+type tokenRequest struct {
+	Validity int64 `json:"validity"`
+}
+
+type tokenResponse struct {
+	Token     string    `json:"token"`
+	Username  string    `json:"username"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Validity  int64     `json:"validity"`
+}
+
+// createToken answers POST /api/v2/tokens: a bearer token for the caller,
+// valid for "validity" seconds (default and most 3600). Only a caller who
+// proved a password may mint one, so a token cannot extend itself.
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	caller := auth.CallerFrom(r.Context())
+	if caller.Scheme == "bearer" {
+		writeError(w, r, "token", statusError(http.StatusForbidden, "tokens are minted with digest credentials, not with another token"))
+		return
+	}
+	req := tokenRequest{Validity: 3600}
+	if err := decodeStrict(r, &req); err != nil {
+		writeError(w, r, "token", err)
+		return
+	}
+	if req.Validity < 1 || req.Validity > int64(auth.MaxTokenValidity/time.Second) {
+		writeError(w, r, "token", model.Invalid("validity", "must be between 1 and 3600 seconds, got %d", req.Validity))
+		return
+	}
+	tok, exp, err := s.auth.MintToken(caller, time.Duration(req.Validity)*time.Second)
+	if err != nil {
+		writeError(w, r, "token", err)
+		return
+	}
+	writeObject(w, r, http.StatusCreated, "token", tokenResponse{Token: tok, Username: caller.Username, ExpiresAt: exp, Validity: req.Validity})
+}
