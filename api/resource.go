@@ -59,6 +59,8 @@ type Resource[T any] struct {
 	// Hook, when set, runs after validation and before the write, in the
 	// same transaction: for rules that need the database or the server.
 	Hook func(tx *gorm.DB, obj *T, creating bool) error
+	// Changed, when set, runs after a create, update or delete committed.
+	Changed func(obj *T)
 
 	store    *store.Store
 	fields   fieldSet
@@ -268,6 +270,7 @@ func (rs *Resource[T]) Create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, rs.Type, err)
 		return
 	}
+	rs.changed(obj)
 	writeObject(w, r, http.StatusCreated, rs.Type, obj)
 }
 
@@ -279,13 +282,15 @@ func (rs *Resource[T]) Update(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, rs.Type, err)
 		return
 	}
-	var obj *T
+	var obj, old *T
 	err = rs.store.Tx(r.Context(), func(tx *gorm.DB) error {
 		var err error
 		obj, err = rs.Find(r.Context(), tx.Clauses(clause.Locking{Strength: "UPDATE"}), mux.Vars(r)["id"])
 		if err != nil {
 			return err
 		}
+		before := *obj
+		old = &before
 		if err := rs.Apply(r.Context(), tx, obj, body, false); err != nil {
 			return err
 		}
@@ -295,13 +300,17 @@ func (rs *Resource[T]) Update(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, rs.Type, err)
 		return
 	}
+	rs.changed(old)
+	rs.changed(obj)
 	writeObject(w, r, http.StatusOK, rs.Type, obj)
 }
 
 // Delete answers DELETE /:path/:id after the domain's delete rules.
 func (rs *Resource[T]) Delete(w http.ResponseWriter, r *http.Request) {
+	var obj *T
 	err := rs.store.Tx(r.Context(), func(tx *gorm.DB) error {
-		obj, err := rs.Find(r.Context(), tx.Clauses(clause.Locking{Strength: "UPDATE"}), mux.Vars(r)["id"])
+		var err error
+		obj, err = rs.Find(r.Context(), tx.Clauses(clause.Locking{Strength: "UPDATE"}), mux.Vars(r)["id"])
 		if err != nil {
 			return err
 		}
@@ -314,7 +323,14 @@ func (rs *Resource[T]) Delete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, rs.Type, err)
 		return
 	}
+	rs.changed(obj)
 	writeEmpty(w, rs.Type)
+}
+
+func (rs *Resource[T]) changed(obj *T) {
+	if rs.Changed != nil && obj != nil {
+		rs.Changed(obj)
+	}
 }
 
 // Apply merges body into obj: it drops the fields the server owns (id and

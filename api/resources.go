@@ -39,6 +39,7 @@ func (srv *Server) newResources(s *store.Store) resources {
 			Type: "user", Path: "users", NameCol: "username", Ops: CRUD,
 			Writable: []string{"username", "email", "role", "api_access", "password"},
 			Hook:     srv.usersHook,
+			Changed:  func(u *model.User) { srv.auth.UserChanged(u.Username) },
 		}).init(s),
 		nodes: (&Resource[model.Node]{
 			Type: "node", Path: "nodes", NameCol: "name", Ops: CRUD,

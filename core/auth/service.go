@@ -26,7 +26,11 @@ type Config struct {
 	// DefaultRole, when set, lets a bearer token whose subject is not a
 	// crowbar user in with this role (organization members).
 	DefaultRole Role
-	Now         func() time.Time
+	// UserCacheTTL is how long a user record is reused without a query
+	// (default 5 s; negative disables the cache). A change made through this
+	// server applies at once; other replicas see it within the TTL.
+	UserCacheTTL time.Duration
+	Now          func() time.Time
 }
 
 // Service authenticates requests against the users in the database.
@@ -36,6 +40,9 @@ type Service struct {
 	digest      *Digest
 	jwt         *JWT
 	defaultRole Role
+	now         func() time.Time
+	users       *userCache
+	tokens      *tokenCache
 }
 
 // New loads (or, on first start, creates) the shared secrets and returns
@@ -43,6 +50,12 @@ type Service struct {
 func New(ctx context.Context, db *gorm.DB, cfg Config, log hclog.Logger) (*Service, error) {
 	if cfg.Realm == "" {
 		cfg.Realm = "crowbar"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.UserCacheTTL == 0 {
+		cfg.UserCacheTTL = 5 * time.Second
 	}
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -81,7 +94,9 @@ func New(ctx context.Context, db *gorm.DB, cfg Config, log hclog.Logger) (*Servi
 	if err != nil {
 		return nil, err
 	}
-	return &Service{db: db, log: log, digest: d, jwt: j, defaultRole: cfg.DefaultRole}, nil
+	return &Service{db: db, log: log, digest: d, jwt: j, defaultRole: cfg.DefaultRole, now: cfg.Now,
+		users:  &userCache{ttl: cfg.UserCacheTTL, now: cfg.Now, m: map[string]cachedUser{}},
+		tokens: &tokenCache{m: map[string]*Claims{}}}, nil
 }
 
 // Realm is the digest realm.
@@ -116,13 +131,24 @@ func (s *Service) Authenticate(ctx context.Context, method, requestURI, header s
 }
 
 func (s *Service) findUser(ctx context.Context, username string) (*model.User, error) {
+	if u, ok := s.users.get(username); ok {
+		return u, nil
+	}
 	var u model.User
 	err := s.db.WithContext(ctx).Where("username = ?", username).Take(&u).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, nil
 	}
-	return &u, err
+	if err != nil {
+		return nil, err
+	}
+	s.users.put(&u)
+	return &u, nil
 }
+
+// UserChanged drops what the service remembers of username; call it after
+// a user is changed or deleted.
+func (s *Service) UserChanged(username string) { s.users.forget(username) }
 
 func (s *Service) authDigest(ctx context.Context, method, requestURI, header string) (*Caller, error) {
 	c, err := ParseDigest(header)
@@ -160,9 +186,17 @@ func (s *Service) authDigest(ctx context.Context, method, requestURI, header str
 }
 
 func (s *Service) authBearer(ctx context.Context, token string) (*Caller, error) {
-	claims, err := s.jwt.Verify(token)
-	if err != nil {
-		return nil, err
+	claims, ok := s.tokens.get(token)
+	if ok && s.now().After(claims.ExpiresAt.Add(30*time.Second)) {
+		s.tokens.forget(token)
+		return nil, fail(Unauthenticated, "bearer token has expired")
+	}
+	if !ok {
+		var err error
+		if claims, err = s.jwt.Verify(token); err != nil {
+			return nil, err
+		}
+		s.tokens.put(token, claims, s.now())
 	}
 	user, err := s.findUser(ctx, claims.Subject)
 	if err != nil {
