@@ -22,11 +22,11 @@ type InstallKeyResult int
 
 // What EnsureInstallKey did.
 const (
-	KeyKept    InstallKeyResult = iota // the key file and its user were in place
-	KeyCreated                         // first start: user and key file created
-	KeyRotated                         // --reset-admin-key: new password written
-	KeyRestored                        // the key file existed but its user did not (a new database): user re-created from it
-	KeyMissing                         // the user exists but the key file is gone: nothing written
+	KeyKept     InstallKeyResult = iota // the key file and its user were in place
+	KeyCreated                          // first start: user and key file created
+	KeyRotated                          // --reset-admin-key: new password written
+	KeyRestored                         // the key file existed but its user did not (a new database): user re-created from it
+	KeyMissing                          // the user exists but the key file is gone: nothing written
 )
 
 // EnsureInstallKey makes sure the install key at path and its admin user
