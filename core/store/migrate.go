@@ -244,7 +244,8 @@ CREATE TABLE users (
 	role VARCHAR(32) NOT NULL DEFAULT 'reader',
 	created_at {{time}} NOT NULL,
 	updated_at {{time}} NOT NULL
-)`}, {2, "digest credentials and server secrets", `
+)`},
+	{2, "digest credentials and server secrets", `
 ALTER TABLE users ADD COLUMN ha1_md5 VARCHAR(64) NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN ha1_sha256 VARCHAR(64) NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN digest_realm VARCHAR(255) NOT NULL DEFAULT '';
