@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,8 +61,24 @@ func TestServerServesAndShutsDownGracefully(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body) //nolint:errcheck
 	resp.Body.Close()
-	if resp.StatusCode != 201 {
-		t.Fatalf("create node: %d", resp.StatusCode)
+	if resp.StatusCode != 401 {
+		t.Fatalf("create node without credentials: %d, want 401", resp.StatusCode)
+	}
+	// The first start wrote the install key; the seed's curl call uses it.
+	key, err := os.ReadFile(filepath.Join(dir, "crowbar.install.key"))
+	if err != nil {
+		t.Fatalf("install key: %v", err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "crowbar.install.key")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("install key mode %v", fi.Mode().Perm())
+	}
+	if _, err := exec.LookPath("curl"); err == nil || os.Getenv("CI") != "" {
+		out, err := exec.Command("curl", "-sS", "-w", "%{http_code}", "--digest", "-u", strings.TrimSpace(string(key)),
+			"-X", "POST", "-d", "name=newtest.cr0wbar.com", "-d", "bootenv=local", "-H", "Content-Type:application/json",
+			"--url", base+"/api/v2/nodes").CombinedOutput()
+		if err != nil || !strings.HasSuffix(string(out), "201") {
+			t.Fatalf("curl --digest with the install key: %v %s", err, out)
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {
