@@ -54,6 +54,20 @@ type Barclamp struct {
 	Description string `json:"description"`
 	Version     string `json:"version"`
 	SourcePath  string `json:"source_path"`
+	Digest      string `json:"digest"` // sha256 of the module
+	ABI         int    `json:"abi" gorm:"column:abi"`
+	Source      string `json:"source"` // "embedded" (first-party) or "installed"
+	Manifest    JSON   `json:"manifest"`
+	// Status is the load state in this server ("loaded", or the error);
+	// it is not stored.
+	Status string `json:"status" gorm:"-"`
+}
+
+// DeploymentBarclamp enables a barclamp in a deployment.
+type DeploymentBarclamp struct {
+	DeploymentID int64     `json:"deployment_id" gorm:"primaryKey"`
+	BarclampID   int64     `json:"barclamp_id" gorm:"primaryKey"`
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 // Jig is a way of running a role on a node (noop, wasm, script).
