@@ -220,3 +220,16 @@ type HookResult struct {
 	Runlog string          `json:"runlog,omitempty"`
 	Error  string          `json:"error,omitempty"`
 }
+
+// CallError is a failed call into a barclamp (a trap, a panic, a deadline,
+// bad or oversized output): the HTTP layer answers 502 with it, the
+// annealer puts it in the node-role's run log.
+type CallError struct {
+	Barclamp string
+	Call     string
+	Reason   string
+}
+
+func (e *CallError) Error() string {
+	return fmt.Sprintf("barclamp '%s' failed in %s: %s", e.Barclamp, e.Call, e.Reason)
+}

@@ -1,0 +1,146 @@
+// Package plugins runs barclamps: WebAssembly modules executed in-process
+// by wazero. One runtime serves every barclamp, with an on-disk compilation
+// cache; each barclamp gets a pool of instances so concurrent calls do not
+// queue behind one. Every call has a deadline and every instance a memory
+// cap; a trap, panic, endless loop, over-allocation or bad output fails that
+// one call and the instance is replaced.
+package plugins
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Config tunes the host; the zero value is sane but for CacheDir.
+type Config struct {
+	CacheDir    string        // wazero compilation cache; "" keeps it in memory
+	PoolSize    int           // instances per barclamp; default GOMAXPROCS
+	MemoryMiB   uint32        // memory cap per instance; default 128
+	HTTPTimeout time.Duration // deadline of an HTTP call; default 30 s
+	HookTimeout time.Duration // deadline of a hook call; default 5 min
+	MaxOutput   int           // largest reply a call may return; default 16 MiB
+	Logger      hclog.Logger
+	KV          *barclamp.KV
+}
+
+// APICaller makes an in-process API request under a barclamp's identity.
+// The api package implements it; the host only forwards.
+type APICaller interface {
+	Call(ctx context.Context, barclamp, method, path string, body []byte) (status int, resp []byte, err error)
+}
+
+// Host compiles and runs barclamp modules.
+type Host struct {
+	cfg Config
+	rt  wazero.Runtime
+	log hclog.Logger
+
+	mu  sync.RWMutex
+	api APICaller
+}
+
+// New starts the wazero runtime and instantiates WASI and the crowbar host
+// module into it.
+func New(ctx context.Context, cfg Config) (*Host, error) {
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = runtime.GOMAXPROCS(0)
+	}
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = 128
+	}
+	if cfg.HTTPTimeout == 0 {
+		cfg.HTTPTimeout = 30 * time.Second
+	}
+	if cfg.HookTimeout == 0 {
+		cfg.HookTimeout = 5 * time.Minute
+	}
+	if cfg.MaxOutput == 0 {
+		cfg.MaxOutput = 16 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	rc := wazero.NewRuntimeConfig().
+		WithMemoryLimitPages(cfg.MemoryMiB * 16). // 64 KiB pages
+		WithCloseOnContextDone(true)              // an endless loop ends with its call's deadline
+	if cfg.CacheDir != "" {
+		if err := os.MkdirAll(cfg.CacheDir, 0o750); err != nil {
+			return nil, fmt.Errorf("create wasm cache dir: %w", err)
+		}
+		cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm compilation cache: %w", err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	h := &Host{cfg: cfg, log: cfg.Logger.Named("wasm")}
+	h.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, h.rt); err != nil {
+		return nil, fmt.Errorf("instantiate WASI: %w", err)
+	}
+	if err := h.instantiateHostModule(ctx); err != nil {
+		return nil, fmt.Errorf("instantiate crowbar host module: %w", err)
+	}
+	return h, nil
+}
+
+// SetAPI gives the host the in-process API that barclamps call.
+func (h *Host) SetAPI(a APICaller) {
+	h.mu.Lock()
+	h.api = a
+	h.mu.Unlock()
+}
+
+func (h *Host) apiCaller() APICaller {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.api
+}
+
+// Close stops the runtime and every instance.
+func (h *Host) Close(ctx context.Context) error { return h.rt.Close(ctx) }
+
+// Compile compiles wasm (from the cache when it was compiled before),
+// starts one instance, checks the ABI version and reads the manifest. name,
+// when set, must match the manifest's.
+func (h *Host) Compile(ctx context.Context, name string, wasm []byte) (barclamp.Module, error) {
+	compiled, err := h.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
+	}
+	for _, exp := range []string{"crowbar_abi", "crowbar_alloc", "crowbar_free", "crowbar_manifest", "crowbar_http", "crowbar_hook"} {
+		if _, ok := compiled.ExportedFunctions()[exp]; !ok {
+			compiled.Close(ctx) //nolint:errcheck
+			return nil, fmt.Errorf("module does not export %s: not a crowbar barclamp (see docs/abi.md)", exp)
+		}
+	}
+	m := &module{host: h, compiled: compiled, name: name,
+		idle: make(chan *instance, h.cfg.PoolSize), slots: make(chan struct{}, h.cfg.PoolSize)}
+	if err := m.readManifest(ctx); err != nil {
+		m.Close(ctx) //nolint:errcheck
+		return nil, err
+	}
+	if name != "" && m.manifest.Name != name {
+		m.Close(ctx) //nolint:errcheck
+		return nil, fmt.Errorf("module declares barclamp '%s', expected '%s'", m.manifest.Name, name)
+	}
+	m.name = m.manifest.Name
+	return m, nil
+}
+
+func randReader() *lockedReader { return &lockedReader{} }
+
+// lockedReader is crypto/rand for guests.
+type lockedReader struct{}
+
+func (*lockedReader) Read(p []byte) (int, error) { return rand.Read(p) }
