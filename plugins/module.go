@@ -23,17 +23,17 @@ type module struct {
 	name     string
 	manifest *barclamp.Manifest
 
-	idle   chan *instance  // instances ready for a call
-	slots  chan struct{}   // one token per live instance, capacity = pool size
+	idle   chan *instance // instances ready for a call
+	slots  chan struct{}  // one token per live instance, capacity = pool size
 	closed atomic.Bool
 }
 
 // instance is one instantiated copy of a module. It serves one call at a
 // time; after a failed call it is discarded, never reused.
 type instance struct {
-	mod                    api.Module
+	mod                     api.Module
 	alloc, free, http, hook api.Function
-	manifest               api.Function
+	manifest                api.Function
 }
 
 type ctxKey struct{}

@@ -38,7 +38,9 @@ type APIError struct {
 	Message string
 }
 
-func (e *APIError) Error() string { return fmt.Sprintf("core API answered %d: %s", e.Status, e.Message) }
+func (e *APIError) Error() string {
+	return fmt.Sprintf("core API answered %d: %s", e.Status, e.Message)
+}
 
 // API calls the core API (paths such as "/api/v2/nodes/a.example.com") in
 // process, under the barclamp's own identity. body is marshalled to JSON

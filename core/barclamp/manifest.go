@@ -18,14 +18,14 @@ const ABIVersion = 1
 
 // Manifest is what a barclamp declares about itself.
 type Manifest struct {
-	ABI         int            `json:"abi"`
-	Name        string         `json:"name"`
-	Version     string         `json:"version"`
-	Description string         `json:"description"`
-	Roles       []RoleSpec     `json:"roles"`
-	Attribs     []AttribSpec   `json:"attribs"`
-	Routes      []RouteSpec    `json:"routes"`
-	Hooks       []string       `json:"hooks"` // barclamp-wide hooks: on_node_create, on_deployment_create
+	ABI         int          `json:"abi"`
+	Name        string       `json:"name"`
+	Version     string       `json:"version"`
+	Description string       `json:"description"`
+	Roles       []RoleSpec   `json:"roles"`
+	Attribs     []AttribSpec `json:"attribs"`
+	Routes      []RouteSpec  `json:"routes"`
+	Hooks       []string     `json:"hooks"` // barclamp-wide hooks: on_node_create, on_deployment_create
 }
 
 // RoleSpec declares a role.

@@ -254,7 +254,7 @@ ALTER TABLE users ADD COLUMN digest_realm VARCHAR(255) NOT NULL DEFAULT '';
 CREATE TABLE server_secrets (
 	name VARCHAR(64) PRIMARY KEY,
 	value TEXT NOT NULL
-)`},	{3, "barclamp modules, enablement and key/value store", `
+)`}, {3, "barclamp modules, enablement and key/value store", `
 ALTER TABLE barclamps ADD COLUMN digest VARCHAR(64) NOT NULL DEFAULT '';
 ALTER TABLE barclamps ADD COLUMN abi INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE barclamps ADD COLUMN source VARCHAR(16) NOT NULL DEFAULT 'installed';
