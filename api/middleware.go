@@ -109,9 +109,10 @@ func recoverer(next http.Handler) http.Handler {
 
 // limitBody caps every request body at max bytes; reading past it fails
 // with *http.MaxBytesError, answered as 413.
-func limitBody(max int64) func(http.Handler) http.Handler {
+func limitBody(limit func(*http.Request) int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			max := limit(r)
 			if r.ContentLength > max {
 				writeError(w, r, "", &http.MaxBytesError{Limit: max})
 				return

@@ -61,6 +61,12 @@ type Resource[T any] struct {
 	Hook func(tx *gorm.DB, obj *T, creating bool) error
 	// Changed, when set, runs after a create, update or delete committed.
 	Changed func(obj *T)
+	// Saved, when set, runs after the row is written, in the same
+	// transaction (the object has its id).
+	Saved func(tx *gorm.DB, obj *T, creating bool) error
+	// Present, when set, fills fields that are not stored before an object
+	// is answered.
+	Present func(obj *T)
 
 	store    *store.Store
 	fields   fieldSet
@@ -128,7 +134,14 @@ func (rs *Resource[T]) Get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, rs.Type, err)
 		return
 	}
+	rs.present(obj)
 	writeObject(w, r, http.StatusOK, rs.Type, obj)
+}
+
+func (rs *Resource[T]) present(obj *T) {
+	if rs.Present != nil {
+		rs.Present(obj)
+	}
 }
 
 // List answers GET /:path.
@@ -186,6 +199,9 @@ func (rs *Resource[T]) ListScoped(w http.ResponseWriter, r *http.Request, scope 
 			writeError(w, r, rs.Type, err)
 			return
 		}
+	}
+	for i := range items {
+		rs.present(&items[i])
 	}
 	w.Header().Set("X-Total-Count", strconv.FormatInt(total, 10))
 	writeList(w, r, rs.Type, items)
@@ -264,7 +280,13 @@ func (rs *Resource[T]) Create(w http.ResponseWriter, r *http.Request) {
 		if err := rs.Apply(r.Context(), tx, obj, body, true); err != nil {
 			return err
 		}
-		return store.Translate(tx.Create(obj).Error)
+		if err := store.Translate(tx.Create(obj).Error); err != nil {
+			return err
+		}
+		if rs.Saved != nil {
+			return rs.Saved(tx, obj, true)
+		}
+		return nil
 	})
 	if err != nil {
 		writeError(w, r, rs.Type, err)

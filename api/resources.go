@@ -51,6 +51,7 @@ func (srv *Server) newResources(s *store.Store) resources {
 			Type: "deployment", Path: "deployments", NameCol: "name", Ops: CRUD,
 			Writable: []string{"name", "description", "parent_id"},
 			Refs:     []Ref{refParent},
+			Saved:    inheritBarclamps,
 		}).init(s),
 		deploymentRoles: (&Resource[model.DeploymentRole]{
 			Type: "deployment_role", Path: "deployment_roles", Ops: CRUD,
@@ -76,6 +77,7 @@ func (srv *Server) newResources(s *store.Store) resources {
 		}).init(s),
 		barclamps: (&Resource[model.Barclamp]{
 			Type: "barclamp", Path: "barclamps", NameCol: "name", Ops: ReadOnly,
+			Present: func(b *model.Barclamp) { b.Status = srv.barclamps.Status(b.Name) },
 		}).init(s),
 		nodeRoles: (&Resource[model.NodeRole]{
 			Type: "node_role", Path: "node_roles", Ops: ReadOnly,
@@ -97,6 +99,11 @@ func (s *Server) mountV2(r prefixed) {
 	res.nodeRoles.Mount(r)
 	res.users.Mount(r)
 	r.HandleFunc("/tokens", s.createToken).Methods(http.MethodPost)
+	r.HandleFunc("/barclamps", s.installBarclamp).Methods(http.MethodPost)
+	r.HandleFunc("/barclamps/{id}", s.removeBarclamp).Methods(http.MethodDelete)
+	r.HandleFunc("/deployments/{id}/barclamps", s.deploymentBarclamps).Methods(http.MethodGet)
+	r.HandleFunc("/deployments/{id}/barclamps/{name}", s.enableBarclamp).Methods(http.MethodPut)
+	r.HandleFunc("/deployments/{id}/barclamps/{name}", s.disableBarclamp).Methods(http.MethodDelete)
 
 	r.HandleFunc("/nodes/{id}/node_roles", s.nestedList(res.nodes.Type, "nodes", func(id int64) func(*gorm.DB) *gorm.DB {
 		return func(q *gorm.DB) *gorm.DB { return q.Where("node_id = ?", id) }

@@ -5,9 +5,11 @@ package api
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
@@ -18,29 +20,50 @@ const DefaultMaxBody = 1 << 20
 
 // Config assembles the router.
 type Config struct {
-	Store   *store.Store
-	Auth    *auth.Service // required: every route but /health needs credentials
-	Logger  hclog.Logger
-	MaxBody int64 // request body limit in bytes (default DefaultMaxBody)
+	Store *store.Store
+	Auth  *auth.Service // required: every route but /health needs credentials
+	// Barclamps serves /:barclamp/v2 and barclamp installs; required.
+	Barclamps *barclamp.Registry
+	Logger    hclog.Logger
+	MaxBody   int64 // request body limit in bytes (default DefaultMaxBody)
 }
 
 // Server holds what the handlers share.
 type Server struct {
-	store *store.Store
-	auth  *auth.Service
-	log   hclog.Logger
-	res   resources
+	store     *store.Store
+	auth      *auth.Service
+	barclamps *barclamp.Registry
+	bridge    *bridge
+	handler   http.Handler // the whole stack, for in-process calls
+	log       hclog.Logger
+	res       resources
 }
 
-// NewRouter builds the HTTP handler serving /health and /api/v2.
+// NewRouter builds the HTTP handler serving /health, /api/v2 and the
+// barclamps' /:barclamp/v2 routes.
 func NewRouter(cfg Config) http.Handler {
-	h, _ := newRouter(cfg)
+	h, _, _ := build(cfg)
 	return h
 }
+
+// New builds the server; its Handler serves HTTP and its Call serves
+// barclamps' in-process API requests.
+func New(cfg Config) *Server {
+	_, _, s := build(cfg)
+	return s
+}
+
+// Handler is the whole HTTP stack.
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // newRouter returns the wrapped handler and the bare router (which tests
 // walk to check every route).
 func newRouter(cfg Config) (http.Handler, *mux.Router) {
+	h, r, _ := build(cfg)
+	return h, r
+}
+
+func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
@@ -50,7 +73,11 @@ func newRouter(cfg Config) (http.Handler, *mux.Router) {
 	if cfg.Auth == nil {
 		panic("api: Config.Auth is required")
 	}
-	s := &Server{store: cfg.Store, auth: cfg.Auth, log: cfg.Logger}
+	if cfg.Barclamps == nil {
+		panic("api: Config.Barclamps is required")
+	}
+	s := &Server{store: cfg.Store, auth: cfg.Auth, barclamps: cfg.Barclamps, log: cfg.Logger,
+		bridge: &bridge{routers: map[string]*bridgeRouter{}}}
 	s.res = s.newResources(cfg.Store)
 
 	r := mux.NewRouter()
@@ -59,8 +86,27 @@ func newRouter(cfg Config) (http.Handler, *mux.Router) {
 	// Routes hang off the root router, not a subrouter: mux answers a
 	// method mismatch inside a subrouter with 404 instead of 405.
 	s.mountV2(prefixed{r, "/api/v2"})
+	// Everything else under /<barclamp>/v2 goes to barclamps.
+	// (through the not-found handler: a catch-all route would make mux
+	// answer 404 instead of 405 for a wrong method on /api/v2 routes).
+	notFound := r.NotFoundHandler
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		parts := strings.SplitN(strings.TrimPrefix(req.URL.Path, "/"), "/", 3)
+		if len(parts) == 3 && parts[0] != "api" && parts[1] == "v2" {
+			s.serveBarclamp(w, req)
+			return
+		}
+		notFound.ServeHTTP(w, req)
+	})
+	limit := func(req *http.Request) int64 {
+		if req.Method == http.MethodPost && req.URL.Path == "/api/v2/barclamps" {
+			return DefaultMaxModule
+		}
+		return cfg.MaxBody
+	}
 	// Wrapped outside the router so unmatched routes are logged and limited too.
-	return accessLog(cfg.Logger)(recoverer(s.authenticate(limitBody(cfg.MaxBody)(r)))), r
+	s.handler = accessLog(cfg.Logger)(recoverer(s.authenticate(limitBody(limit)(r))))
+	return s.handler, r, s
 }
 
 // health answers 200 when the database answers within two seconds, 503

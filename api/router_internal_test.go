@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
 	"github.com/gorilla/mux"
 )
@@ -21,7 +22,7 @@ func testRouter(t *testing.T) (http.Handler, *mux.Router) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newRouter(Config{Store: st, Auth: svc})
+	return newRouter(Config{Store: st, Auth: svc, Barclamps: barclamp.NewRegistry(st.DB, nil, nil)})
 }
 
 // TestEveryRouteNeedsCredentials walks every registered route and requires
@@ -53,11 +54,13 @@ func TestEveryRouteNeedsCredentials(t *testing.T) {
 			}
 		}
 	}
-	// Unknown routes are no way around it either.
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v2/secret-things", nil))
-	if rec.Code != http.StatusUnauthorized {
-		t.Errorf("unknown route without credentials answered %d", rec.Code)
+	// Unknown routes and barclamp routes are no way around it either.
+	for _, p := range []string{"/api/v2/secret-things", "/network/v2/networks", "/anything"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
+		if rec.Code != http.StatusUnauthorized {
+			t.Errorf("GET %s without credentials answered %d", p, rec.Code)
+		}
 	}
 	if checked < 40 {
 		t.Errorf("only %d routes checked: the walk is broken", checked)

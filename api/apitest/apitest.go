@@ -14,24 +14,29 @@ import (
 
 	"github.com/crowbar-go/crowbar/api"
 	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/model"
 	"github.com/crowbar-go/crowbar/core/store"
+	"github.com/crowbar-go/crowbar/plugins"
 )
 
 // Setup is what options may change before the server starts.
 type Setup struct {
 	API  api.Config
 	Auth auth.Config
+	// Host runs barclamps; nil serves none (installs then fail).
+	Host barclamp.Host
 }
 
 // Server is a running API server. Requests made with Do carry the admin's
 // bearer token unless they set their own Authorization header.
 type Server struct {
 	*httptest.Server
-	Store *store.Store
-	Auth  *auth.Service
-	Token string // bearer token of the "admin" user
-	t     testing.TB
+	Store     *store.Store
+	Auth      *auth.Service
+	Barclamps *barclamp.Registry
+	Token     string // bearer token of the "admin" user
+	t         testing.TB
 }
 
 // AdminPassword is the password of the "admin" user every test server has.
@@ -49,9 +54,14 @@ func New(t testing.TB, st *store.Store, opts ...func(*Setup)) *Server {
 		t.Fatalf("auth: %v", err)
 	}
 	setup.API.Auth = svc
-	srv := httptest.NewServer(api.NewRouter(setup.API))
+	setup.API.Barclamps = barclamp.NewRegistry(st.DB, setup.Host, nil)
+	apiSrv := api.New(setup.API)
+	if hs, ok := setup.Host.(interface{ SetAPI(plugins.APICaller) }); ok {
+		hs.SetAPI(apiSrv)
+	}
+	srv := httptest.NewServer(apiSrv.Handler())
 	t.Cleanup(srv.Close)
-	s := &Server{Server: srv, Store: st, Auth: svc, t: t}
+	s := &Server{Server: srv, Store: st, Auth: svc, Barclamps: setup.API.Barclamps, t: t}
 	s.AddUser("admin", AdminPassword, auth.RoleAdmin, true)
 	tok, _, err := svc.MintToken(&auth.Caller{Username: "admin"}, time.Hour)
 	if err != nil {
