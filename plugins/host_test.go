@@ -3,49 +3,22 @@ package plugins_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
 	"github.com/crowbar-go/crowbar/plugins"
+	"github.com/crowbar-go/crowbar/plugins/pluginstest"
 )
-
-// buildGuest compiles a barclamp from source with the stock toolchain; the
-// Go build cache makes repeated runs fast.
-func buildGuest(t *testing.T, dir string) []byte {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	out := filepath.Join(t.TempDir(), "guest.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./"+dir)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", dir, err, b)
-	}
-	wasm, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return wasm
-}
 
 func TestGuestManifestHTTPKVAndHook(t *testing.T) {
 	ctx := context.Background()
-	wasm := buildGuest(t, "examples/hello-barclamp")
+	wasm := pluginstest.Build(t, "examples/hello-barclamp")
 	for _, d := range storetest.Databases(t) {
 		t.Run(string(d.Dialect), func(t *testing.T) {
 			st := storetest.Open(t, d.DSN)
-			h, err := plugins.New(ctx, plugins.Config{CacheDir: filepath.Join(t.TempDir(), "cache"), PoolSize: 2, KV: barclamp.NewKV(st.DB)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { h.Close(ctx) })
+			h := pluginstest.Host(t, st, plugins.Config{PoolSize: 2})
 			mod, err := h.Compile(ctx, "", wasm)
 			if err != nil {
 				t.Fatal(err)
