@@ -6,11 +6,20 @@ DATA    ?= ./data
 RACE    := $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v $$($(GO) env CC) >/dev/null 2>&1 && echo -race)
 PKGS    := ./...
 
-.PHONY: all build run test vet fmt-check bench clean
+BARCLAMPS := $(patsubst barclamps/%/,%,$(sort $(dir $(wildcard barclamps/*/main.go))))
+WASM      := $(patsubst %,barclamps/dist/%.wasm,$(BARCLAMPS))
+
+.PHONY: all build barclamps run test vet fmt-check bench clean
 
 all: build
 
-build:
+## barclamps: compile the first-party barclamps to barclamps/dist/*.wasm (embedded by build)
+barclamps: $(WASM)
+
+barclamps/dist/%.wasm: barclamps/%/*.go $(wildcard sdk/*.go)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@ ./barclamps/$*
+
+build: barclamps
 	$(GO) build -o $(BIN) ./cmd/crowbar
 
 ## run: build and start the server on SQLite in $(DATA), listening on 127.0.0.1:3000
@@ -18,7 +27,7 @@ run: build
 	./$(BIN) server --data-dir $(DATA)
 
 ## test: vet, format check and the whole suite (PostgreSQL half when CROWBAR_TEST_POSTGRES is set)
-test: vet fmt-check
+test: barclamps vet fmt-check
 	$(GO) test $(RACE) -count=1 $(PKGS)
 
 vet:
@@ -33,4 +42,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./api/...
 
 clean:
-	rm -rf bin
+	rm -rf bin barclamps/dist/*.wasm

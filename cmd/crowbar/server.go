@@ -14,8 +14,11 @@ import (
 	"time"
 
 	"github.com/crowbar-go/crowbar/api"
+	"github.com/crowbar-go/crowbar/barclamps"
 	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/store"
+	"github.com/crowbar-go/crowbar/plugins"
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 )
@@ -38,6 +41,11 @@ type serverOptions struct {
 	jwtHMACFile      string
 	jwtScope         string
 	jwtDefaultRole   string
+
+	wasmPool        int
+	wasmMemoryMiB   uint32
+	wasmHTTPTimeout time.Duration
+	wasmHookTimeout time.Duration
 
 	onListen func(addr net.Addr) // tests learn the port here
 }
@@ -81,6 +89,10 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.StringSliceVar(&o.jwtPublicKeys, "jwt-public-key", nil, "PEM file of a public key (or certificate) trusted to sign bearer tokens; repeatable")
 	f.StringVar(&o.jwtHMACFile, "jwt-hmac-secret-file", "", "file holding a shared secret that verifies HS256/384/512 bearer tokens")
 	f.StringVar(&o.jwtScope, "jwt-required-scope", "", "scope every bearer token must carry, e.g. user:memberof:myorg (403 otherwise)")
+	f.IntVar(&o.wasmPool, "wasm-pool-size", 0, "instances per barclamp (default GOMAXPROCS)")
+	f.Uint32Var(&o.wasmMemoryMiB, "wasm-memory-mib", 128, "memory cap per barclamp instance, in MiB")
+	f.DurationVar(&o.wasmHTTPTimeout, "wasm-http-timeout", 30*time.Second, "deadline of a barclamp HTTP call")
+	f.DurationVar(&o.wasmHookTimeout, "wasm-hook-timeout", 5*time.Minute, "deadline of a barclamp hook call")
 	f.StringVar(&o.jwtDefaultRole, "jwt-default-role", "", "role for bearer-token subjects that are not crowbar users (admin, operator, reader); empty refuses them")
 	return cmd
 }
@@ -130,7 +142,30 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	if err != nil {
 		return err
 	}
-	handler := api.NewRouter(api.Config{Store: st, Auth: svc, Logger: log, MaxBody: o.maxBody})
+	host, err := plugins.New(ctx, plugins.Config{CacheDir: filepath.Join(o.dataDir, "wasm-cache"), PoolSize: o.wasmPool,
+		MemoryMiB: o.wasmMemoryMiB, HTTPTimeout: o.wasmHTTPTimeout, HookTimeout: o.wasmHookTimeout,
+		Logger: log, KV: barclamp.NewKV(st.DB)})
+	if err != nil {
+		return err
+	}
+	defer host.Close(context.Background()) //nolint:errcheck
+	registry := barclamp.NewRegistry(st.DB, host, log)
+	defer registry.Close(context.Background())
+	apiSrv := api.New(api.Config{Store: st, Auth: svc, Barclamps: registry, Logger: log, MaxBody: o.maxBody})
+	host.SetAPI(apiSrv)
+	embedded, err := barclamps.Embedded()
+	if err != nil {
+		return fmt.Errorf("read embedded barclamps: %w", err)
+	}
+	if len(embedded) == 0 {
+		log.Warn("this binary embeds no first-party barclamps; build it with make")
+	}
+	start := time.Now()
+	if err := registry.LoadAll(ctx, embedded); err != nil {
+		return err
+	}
+	log.Info("barclamps ready", "embedded", len(embedded), "took", time.Since(start))
+	handler := apiSrv.Handler()
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
