@@ -8,7 +8,6 @@ package plugins
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"runtime"
@@ -137,10 +136,3 @@ func (h *Host) Compile(ctx context.Context, name string, wasm []byte) (barclamp.
 	m.name = m.manifest.Name
 	return m, nil
 }
-
-func randReader() *lockedReader { return &lockedReader{} }
-
-// lockedReader is crypto/rand for guests.
-type lockedReader struct{}
-
-func (*lockedReader) Read(p []byte) (int, error) { return rand.Read(p) }

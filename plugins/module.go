@@ -2,10 +2,10 @@ package plugins
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -72,7 +72,7 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 		WithName(""). // anonymous: many instances of one module
 		WithStartFunctions("_initialize").
 		WithSysWalltime().WithSysNanotime().
-		WithRandSource(randReader()).
+		WithRandSource(rand.Reader).
 		WithStdout(logWriter{m.host.log.Info, name}).
 		WithStderr(logWriter{m.host.log.Warn, name}).
 		WithStdin(strings.NewReader(""))
@@ -312,5 +312,3 @@ func (m *module) Close(ctx context.Context) error {
 		}
 	}
 }
-
-var _ io.Writer = logWriter{}
