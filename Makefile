@@ -37,9 +37,9 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## bench: HTTP benchmarks over loopback on SQLite (and PostgreSQL when configured)
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./api/...
+## bench: every benchmark (PostgreSQL rows when CROWBAR_TEST_POSTGRES is set); figures in docs/benchmarks.md
+bench: barclamps
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./...
 
 clean:
 	rm -rf bin barclamps/dist/*.wasm

@@ -113,6 +113,15 @@ func (h *Host) Close(ctx context.Context) error { return h.rt.Close(ctx) }
 // starts one instance, checks the ABI version and reads the manifest. name,
 // when set, must match the manifest's.
 func (h *Host) Compile(ctx context.Context, name string, wasm []byte) (barclamp.Module, error) {
+	return h.Load(ctx, name, wasm, nil)
+}
+
+// Load is Compile for a module whose manifest is already known (read and
+// validated when it was installed): with a non-nil manifest nothing is
+// instantiated until the first call, which is what makes a restart with a
+// warm compilation cache fast. The ABI version is still checked by every
+// instantiation.
+func (h *Host) Load(ctx context.Context, name string, wasm []byte, manifest *barclamp.Manifest) (barclamp.Module, error) {
 	compiled, err := h.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("not a valid WebAssembly module: %w", err)
@@ -123,11 +132,13 @@ func (h *Host) Compile(ctx context.Context, name string, wasm []byte) (barclamp.
 			return nil, fmt.Errorf("module does not export %s: not a crowbar barclamp (see docs/abi.md)", exp)
 		}
 	}
-	m := &module{host: h, compiled: compiled, name: name,
+	m := &module{host: h, compiled: compiled, name: name, manifest: manifest,
 		idle: make(chan *instance, h.cfg.PoolSize), slots: make(chan struct{}, h.cfg.PoolSize)}
-	if err := m.readManifest(ctx); err != nil {
-		m.Close(ctx) //nolint:errcheck
-		return nil, err
+	if manifest == nil {
+		if err := m.readManifest(ctx); err != nil {
+			m.Close(ctx) //nolint:errcheck
+			return nil, err
+		}
 	}
 	if name != "" && m.manifest.Name != name {
 		m.Close(ctx) //nolint:errcheck

@@ -46,6 +46,7 @@ type serverOptions struct {
 	wasmMemoryMiB   uint32
 	wasmHTTPTimeout time.Duration
 	wasmHookTimeout time.Duration
+	barclampSync    time.Duration
 
 	onListen func(addr net.Addr) // tests learn the port here
 }
@@ -93,6 +94,7 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.Uint32Var(&o.wasmMemoryMiB, "wasm-memory-mib", 128, "memory cap per barclamp instance, in MiB")
 	f.DurationVar(&o.wasmHTTPTimeout, "wasm-http-timeout", 30*time.Second, "deadline of a barclamp HTTP call")
 	f.DurationVar(&o.wasmHookTimeout, "wasm-hook-timeout", 5*time.Minute, "deadline of a barclamp hook call")
+	f.DurationVar(&o.barclampSync, "barclamp-sync", 10*time.Second, "how often to pick up barclamps installed or removed through another replica (0 disables)")
 	f.StringVar(&o.jwtDefaultRole, "jwt-default-role", "", "role for bearer-token subjects that are not crowbar users (admin, operator, reader); empty refuses them")
 	return cmd
 }
@@ -179,6 +181,15 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "address", ln.Addr().String())
+	wctx, stopWatch := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		if o.barclampSync > 0 {
+			registry.Watch(wctx, o.barclampSync)
+		}
+	}()
+	defer func() { stopWatch(); <-watching }() // before the registry closes
 	if o.onListen != nil {
 		o.onListen(ln.Addr())
 	}

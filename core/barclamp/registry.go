@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/crowbar-go/crowbar/core/model"
 	"github.com/crowbar-go/crowbar/core/store"
@@ -30,6 +31,9 @@ type Module interface {
 // manifest export) and reads its manifest; nothing is stored.
 type Host interface {
 	Compile(ctx context.Context, name string, wasm []byte) (Module, error)
+	// Load compiles a module whose manifest was read and validated before;
+	// it need not start an instance.
+	Load(ctx context.Context, name string, wasm []byte, manifest *Manifest) (Module, error)
 }
 
 // Sources of a barclamp.
@@ -51,9 +55,10 @@ type Registry struct {
 	host Host
 	log  hclog.Logger
 
-	mu     sync.RWMutex
-	active map[string]*Active
-	failed map[string]string // name → why it did not load
+	mu           sync.RWMutex
+	active       map[string]*Active
+	failed       map[string]string // name → why it did not load
+	failedDigest map[string]string // name → the digest that failed
 }
 
 // NewRegistry returns an empty registry.
@@ -62,7 +67,7 @@ func NewRegistry(db *gorm.DB, host Host, log hclog.Logger) *Registry {
 		log = hclog.NewNullLogger()
 	}
 	return &Registry{db: db, host: host, log: log.Named("barclamps"),
-		active: map[string]*Active{}, failed: map[string]string{}}
+		active: map[string]*Active{}, failed: map[string]string{}, failedDigest: map[string]string{}}
 }
 
 // Digest is the hex sha256 of a module.
@@ -97,6 +102,7 @@ func (r *Registry) activate(name, digest string, m Module) {
 	old := r.active[name]
 	r.active[name] = &Active{Module: m, Digest: digest}
 	delete(r.failed, name)
+	delete(r.failedDigest, name)
 	r.mu.Unlock()
 	if old != nil && old.Module != m {
 		old.Module.Close(context.Background()) //nolint:errcheck // in-flight calls finish first
@@ -356,6 +362,7 @@ func (r *Registry) Remove(ctx context.Context, key string) error {
 	a := r.active[key]
 	delete(r.active, key)
 	delete(r.failed, key)
+	delete(r.failedDigest, key)
 	r.mu.Unlock()
 	if a != nil {
 		a.Module.Close(ctx) //nolint:errcheck
@@ -364,9 +371,10 @@ func (r *Registry) Remove(ctx context.Context, key string) error {
 	return nil
 }
 
-// LoadAll installs the embedded first-party modules (a no-op where the
-// stored digest matches) and loads every other stored module. A module
-// that fails to load is reported by Status and does not stop the others.
+// LoadAll installs the embedded first-party modules (only loading them
+// where the stored digest matches: nothing to register) and loads every
+// other stored module. A module that fails to load is reported by Status
+// and does not stop the others.
 func (r *Registry) LoadAll(ctx context.Context, embedded map[string][]byte) error {
 	names := make([]string, 0, len(embedded))
 	for n := range embedded {
@@ -374,32 +382,91 @@ func (r *Registry) LoadAll(ctx context.Context, embedded map[string][]byte) erro
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if _, err := r.Install(ctx, embedded[n], SourceEmbedded); err != nil {
-			r.fail(n, err)
+		wasm := embedded[n]
+		var bc model.Barclamp
+		err := r.db.WithContext(ctx).Where("name = ? AND source = ? AND digest = ?", n, SourceEmbedded, Digest(wasm)).Take(&bc).Error
+		if err == nil {
+			err = r.load(ctx, &bc, wasm)
+		} else {
+			_, err = r.Install(ctx, wasm, SourceEmbedded)
+		}
+		if err != nil {
+			r.fail(n, Digest(wasm), err)
 		}
 	}
+	return r.Sync(ctx)
+}
+
+// Sync brings this server's loaded barclamps in line with the database:
+// modules installed or replaced through another replica are loaded, removed
+// ones unloaded. A module that failed to load is retried only when its
+// digest changes.
+func (r *Registry) Sync(ctx context.Context) error {
 	var stored []model.Barclamp
-	if err := r.db.WithContext(ctx).Where("source = ?", SourceInstalled).Order("id").Find(&stored).Error; err != nil {
+	if err := r.db.WithContext(ctx).Select("id", "name", "digest", "source").Order("id").Find(&stored).Error; err != nil {
 		return fmt.Errorf("list stored barclamps: %w", err)
 	}
+	seen := map[string]bool{}
 	for _, bc := range stored {
-		if err := r.loadStored(ctx, &bc); err != nil {
-			r.fail(bc.Name, err)
+		seen[bc.Name] = true
+		r.mu.RLock()
+		a, loaded := r.active[bc.Name]
+		failedDigest, failed := r.failedDigest[bc.Name]
+		r.mu.RUnlock()
+		if (loaded && a.Digest == bc.Digest) || (failed && failedDigest == bc.Digest) {
+			continue
 		}
+		if err := r.loadStored(ctx, bc.ID); err != nil {
+			r.fail(bc.Name, bc.Digest, err)
+		}
+	}
+	r.mu.Lock()
+	var gone []*Active
+	for name, a := range r.active {
+		if !seen[name] {
+			gone = append(gone, a)
+			delete(r.active, name)
+			r.log.Info("barclamp unloaded: removed from the database", "name", name)
+		}
+	}
+	r.mu.Unlock()
+	for _, a := range gone {
+		a.Module.Close(ctx) //nolint:errcheck
 	}
 	return nil
 }
 
-func (r *Registry) fail(name string, err error) {
+// Watch calls Sync every interval until ctx ends, so an install through one
+// replica reaches the others.
+func (r *Registry) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := r.Sync(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("barclamp sync failed", "error", err)
+			}
+		}
+	}
+}
+
+func (r *Registry) fail(name, digest string, err error) {
 	r.log.Error("barclamp failed to load", "name", name, "error", err)
 	r.mu.Lock()
 	r.failed[name] = err.Error()
+	r.failedDigest[name] = digest
 	r.mu.Unlock()
 }
 
-// loadStored compiles a stored module and serves it; its registrations
-// are already in the database.
-func (r *Registry) loadStored(ctx context.Context, bc *model.Barclamp) error {
+// loadStored reads a stored barclamp and its module and serves it.
+func (r *Registry) loadStored(ctx context.Context, id int64) error {
+	var bc model.Barclamp
+	if err := r.db.WithContext(ctx).Take(&bc, id).Error; err != nil {
+		return fmt.Errorf("read barclamp: %w", err)
+	}
 	var wasm []byte
 	if err := r.db.WithContext(ctx).Raw("SELECT module FROM barclamp_modules WHERE barclamp_id = ?", bc.ID).Row().Scan(&wasm); err != nil {
 		return fmt.Errorf("read module: %w", err)
@@ -407,12 +474,21 @@ func (r *Registry) loadStored(ctx context.Context, bc *model.Barclamp) error {
 	if d := Digest(wasm); d != bc.Digest {
 		return fmt.Errorf("stored module digest %s does not match the recorded %s", d[:12], bc.Digest)
 	}
-	mod, err := r.host.Compile(ctx, bc.Name, wasm)
-	if err != nil {
+	return r.load(ctx, &bc, wasm)
+}
+
+// load compiles wasm with bc's stored manifest and serves it; its
+// registrations are already in the database.
+func (r *Registry) load(ctx context.Context, bc *model.Barclamp, wasm []byte) error {
+	var m Manifest
+	if err := json.Unmarshal(bc.Manifest, &m); err != nil {
+		return fmt.Errorf("stored manifest: %w", err)
+	}
+	if err := m.Validate(); err != nil {
 		return err
 	}
-	if err := mod.Manifest().Validate(); err != nil {
-		mod.Close(ctx) //nolint:errcheck
+	mod, err := r.host.Load(ctx, bc.Name, wasm, &m)
+	if err != nil {
 		return err
 	}
 	r.activate(bc.Name, bc.Digest, mod)

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crowbar-go/crowbar/barclamps"
+)
+
+// BenchmarkServerStart starts the real binary with every first-party
+// barclamp on a warm compilation cache and an existing database, and times
+// it from exec to the first healthy answer. It also reports the idle
+// server's resident memory. Run it after make barclamps.
+func BenchmarkServerStart(b *testing.B) {
+	embedded, _ := barclamps.Embedded()
+	if len(embedded) == 0 {
+		b.Skip("no embedded barclamps: run make barclamps first")
+	}
+	bin := filepath.Join(b.TempDir(), "crowbar")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	data := b.TempDir()
+	start := func() (*exec.Cmd, time.Duration) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := ln.Addr().String()
+		ln.Close()
+		cmd := exec.Command(bin, "server", "--data-dir", data, "--listen", addr, "--log-level", "warn")
+		t0 := time.Now()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			resp, err := http.Get("http://" + addr + "/health")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return cmd, time.Since(t0)
+				}
+			}
+			if time.Since(t0) > time.Minute {
+				b.Fatal("server did not become healthy within a minute")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	stop := func(cmd *exec.Cmd) {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}
+	cmd, cold := start() // first start: creates the database, fills the cache
+	stop(cmd)
+	var total time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cmd, took := start()
+		total += took
+		b.StopTimer()
+		if i == b.N-1 {
+			time.Sleep(2 * time.Second) // idle
+			b.ReportMetric(float64(rssKiB(b, cmd.Process.Pid))/1024, "idle-RSS-MiB")
+		}
+		stop(cmd)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "warm-start-ms")
+	b.ReportMetric(float64(len(embedded)), "barclamps")
+	b.ReportMetric(float64(cold.Milliseconds()), "first-start-ms")
+}
+
+func rssKiB(b *testing.B, pid int) int {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		b.Skipf("no /proc: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	b.Fatal("VmRSS not found")
+	return 0
+}
