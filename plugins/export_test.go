@@ -17,4 +17,3 @@ func Instantiate(ctx context.Context, mod barclamp.Module) (memBytes uint32, clo
 	}
 	return in.mod.Memory().Size(), func() { in.mod.Close(context.Background()) }, nil //nolint:errcheck
 }
-
