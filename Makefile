@@ -30,8 +30,10 @@ run: build
 test: barclamps vet fmt-check
 	$(GO) test $(RACE) -count=1 $(PKGS)
 
+## vet: the host packages, then the guest side (SDK with its examples, barclamps, test guests) as wasip1
 vet:
 	$(GO) vet $(PKGS)
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/ ./barclamps/... ./examples/... ./plugins/testdata/echo ./plugins/testdata/faulty
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
