@@ -293,6 +293,7 @@ func (rs *Resource[T]) Create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rs.changed(obj)
+	rs.present(obj)
 	writeObject(w, r, http.StatusCreated, rs.Type, obj)
 }
 
@@ -324,6 +325,7 @@ func (rs *Resource[T]) Update(w http.ResponseWriter, r *http.Request) {
 	}
 	rs.changed(old)
 	rs.changed(obj)
+	rs.present(obj)
 	writeObject(w, r, http.StatusOK, rs.Type, obj)
 }
 

@@ -45,13 +45,15 @@ func (srv *Server) newResources(s *store.Store) resources {
 			Type: "node", Path: "nodes", NameCol: "name", Ops: CRUD,
 			Writable: []string{"name", "description", "order", "admin", "alive", "available", "allocated",
 				"bootenv", "deployment_id", "target_role_id", "discovery", "hint"},
-			Refs: []Ref{refDeployment, refTargetRole},
+			Refs:    []Ref{refDeployment, refTargetRole},
+			Changed: func(*model.Node) { srv.annealer.Kick() }, // alive, available or deployment may have changed
 		}).init(s),
 		deployments: (&Resource[model.Deployment]{
 			Type: "deployment", Path: "deployments", NameCol: "name", Ops: CRUD,
 			Writable: []string{"name", "description", "parent_id"},
 			Refs:     []Ref{refParent},
 			Saved:    inheritBarclamps,
+			Present:  srv.presentDeployment,
 		}).init(s),
 		deploymentRoles: (&Resource[model.DeploymentRole]{
 			Type: "deployment_role", Path: "deployment_roles", Ops: CRUD,
@@ -81,7 +83,8 @@ func (srv *Server) newResources(s *store.Store) resources {
 		}).init(s),
 		nodeRoles: (&Resource[model.NodeRole]{
 			Type: "node_role", Path: "node_roles", Ops: ReadOnly,
-			Refs: []Ref{refNode, refRole, refDeployment},
+			Refs:    []Ref{refNode, refRole, refDeployment},
+			Present: presentNodeRole,
 		}).init(s),
 	}
 }
@@ -98,6 +101,7 @@ func (s *Server) mountV2(r prefixed) {
 	res.barclamps.Mount(r)
 	res.nodeRoles.Mount(r)
 	res.users.Mount(r)
+	s.mountLifecycle(r)
 	r.HandleFunc("/tokens", s.createToken).Methods(http.MethodPost)
 	r.HandleFunc("/barclamps", s.installBarclamp).Methods(http.MethodPost)
 	r.HandleFunc("/barclamps/{id}", s.removeBarclamp).Methods(http.MethodDelete)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crowbar-go/crowbar/core/anneal"
 	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/store"
@@ -26,6 +27,9 @@ type Config struct {
 	Barclamps *barclamp.Registry
 	Logger    hclog.Logger
 	MaxBody   int64 // request body limit in bytes (default DefaultMaxBody)
+	// Anneal tunes the annealer (its jigs, bus and logger are filled in);
+	// run it with Server.Annealer().Run.
+	Anneal anneal.Config
 }
 
 // Server holds what the handlers share.
@@ -37,7 +41,12 @@ type Server struct {
 	handler   http.Handler // the whole stack, for in-process calls
 	log       hclog.Logger
 	res       resources
+	annealer  *anneal.Annealer
+	bus       *anneal.Bus
 }
+
+// Annealer is the server's annealer; the caller runs it.
+func (s *Server) Annealer() *anneal.Annealer { return s.annealer }
 
 // NewRouter builds the HTTP handler serving /health, /api/v2 and the
 // barclamps' /:barclamp/v2 routes.
@@ -78,6 +87,11 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	}
 	s := &Server{store: cfg.Store, auth: cfg.Auth, barclamps: cfg.Barclamps, log: cfg.Logger,
 		bridge: &bridge{routers: map[string]*bridgeRouter{}}}
+	s.bus = anneal.NewBus()
+	ac := cfg.Anneal
+	ac.Bus, ac.Logger, ac.Postgres = s.bus, cfg.Logger, cfg.Store.Dialect == store.Postgres
+	ac.Jigs = map[string]anneal.Jig{"noop": anneal.Noop, "wasm": anneal.WasmJig(cfg.Barclamps)}
+	s.annealer = anneal.New(cfg.Store.DB, ac)
 	s.res = s.newResources(cfg.Store)
 
 	r := mux.NewRouter()

@@ -61,6 +61,10 @@ func New(t testing.TB, st *store.Store, opts ...func(*Setup)) *Server {
 	}
 	srv := httptest.NewServer(apiSrv.Handler())
 	t.Cleanup(srv.Close)
+	ctx, stop := context.WithCancel(context.Background())
+	annealing := make(chan struct{})
+	go func() { defer close(annealing); apiSrv.Annealer().Run(ctx) }()
+	t.Cleanup(func() { stop(); <-annealing })
 	s := &Server{Server: srv, Store: st, Auth: svc, Barclamps: setup.API.Barclamps, t: t}
 	s.AddUser("admin", AdminPassword, auth.RoleAdmin, true)
 	tok, _, err := svc.MintToken(&auth.Caller{Username: "admin"}, time.Hour)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/crowbar-go/crowbar/api"
 	"github.com/crowbar-go/crowbar/barclamps"
+	"github.com/crowbar-go/crowbar/core/anneal"
 	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/store"
@@ -47,6 +48,8 @@ type serverOptions struct {
 	wasmHTTPTimeout time.Duration
 	wasmHookTimeout time.Duration
 	barclampSync    time.Duration
+	annealWorkers   int
+	annealLease     time.Duration
 
 	onListen func(addr net.Addr) // tests learn the port here
 }
@@ -95,6 +98,8 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.DurationVar(&o.wasmHTTPTimeout, "wasm-http-timeout", 30*time.Second, "deadline of a barclamp HTTP call")
 	f.DurationVar(&o.wasmHookTimeout, "wasm-hook-timeout", 5*time.Minute, "deadline of a barclamp hook call")
 	f.DurationVar(&o.barclampSync, "barclamp-sync", 10*time.Second, "how often to pick up barclamps installed or removed through another replica (0 disables)")
+	f.IntVar(&o.annealWorkers, "anneal-workers", 16, "node-roles the annealer runs at once (each on a different node)")
+	f.DurationVar(&o.annealLease, "anneal-lease", time.Minute, "how long a claimed node-role stays leased without renewal; a crashed server's runs return to todo after it")
 	f.StringVar(&o.jwtDefaultRole, "jwt-default-role", "", "role for bearer-token subjects that are not crowbar users (admin, operator, reader); empty refuses them")
 	return cmd
 }
@@ -153,7 +158,8 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	defer host.Close(context.Background()) //nolint:errcheck
 	registry := barclamp.NewRegistry(st.DB, host, log)
 	defer registry.Close(context.Background())
-	apiSrv := api.New(api.Config{Store: st, Auth: svc, Barclamps: registry, Logger: log, MaxBody: o.maxBody})
+	apiSrv := api.New(api.Config{Store: st, Auth: svc, Barclamps: registry, Logger: log, MaxBody: o.maxBody,
+		Anneal: anneal.Config{Workers: o.annealWorkers, Lease: o.annealLease}})
 	host.SetAPI(apiSrv)
 	embedded, err := barclamps.Embedded()
 	if err != nil {
@@ -190,6 +196,9 @@ func runServer(ctx context.Context, o *serverOptions) error {
 		}
 	}()
 	defer func() { stopWatch(); <-watching }() // before the registry closes
+	annealing := make(chan struct{})
+	go func() { defer close(annealing); apiSrv.Annealer().Run(wctx) }()
+	defer func() { stopWatch(); <-annealing }() // runs in flight finish before the database closes
 	if o.onListen != nil {
 		o.onListen(ln.Addr())
 	}

@@ -41,6 +41,8 @@ type Deployment struct {
 	System      bool   `json:"system"`
 	ParentID    *int64 `json:"parent_id"`
 	State       int    `json:"state"`
+	// StateName is State's name; not stored.
+	StateName string `json:"state_name" gorm:"-"`
 }
 
 // SystemDeploymentID is the id of the deployment created by the first
@@ -131,7 +133,45 @@ type NodeRole struct {
 	CommittedData JSON    `json:"committed_data"`
 	SysData       JSON    `json:"sysdata" gorm:"column:sysdata"`
 	Wall          JSON    `json:"wall"`
+	// StateName is State's name (proposed, todo…); not stored.
+	StateName string `json:"state_name" gorm:"-"`
+	// The annealer's claim on a node-role it runs: which server, until when.
+	LeaseOwner string     `json:"-"`
+	LeaseUntil *time.Time `json:"-"`
 }
+
+// NodeRoleEdge says the node-role Child needs Parent ACTIVE first.
+type NodeRoleEdge struct {
+	ParentID int64 `json:"parent_id" gorm:"primaryKey;autoIncrement:false"`
+	ChildID  int64 `json:"child_id" gorm:"primaryKey;autoIncrement:false"`
+}
+
+// Node-role states, numbered as OpenCrowbar numbered them.
+const (
+	StateError      = -1
+	StateActive     = 0
+	StateTodo       = 1
+	StateTransition = 2
+	StateBlocked    = 3
+	StateProposed   = 4
+)
+
+// StateNames names the node-role states.
+var StateNames = map[int]string{StateError: "error", StateActive: "active", StateTodo: "todo",
+	StateTransition: "transition", StateBlocked: "blocked", StateProposed: "proposed"}
+
+// Deployment states: PROPOSED and COMMITTED are stored; ACTIVE and ERROR are
+// derived from a committed deployment's node-roles.
+const (
+	DeploymentError     = -1
+	DeploymentProposed  = 0
+	DeploymentCommitted = 1
+	DeploymentActive    = 2
+)
+
+// DeploymentStateNames names the deployment states.
+var DeploymentStateNames = map[int]string{DeploymentError: "error", DeploymentProposed: "proposed",
+	DeploymentCommitted: "committed", DeploymentActive: "active"}
 
 // Attrib names a piece of configuration data and where it lives.
 type Attrib struct {

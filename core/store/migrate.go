@@ -279,4 +279,15 @@ CREATE TABLE barclamp_kv (
 );
 INSERT INTO jigs (name, description, active, created_at, updated_at)
 	VALUES ('wasm', 'Runs the role hooks of the barclamp that owns the role', TRUE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`},
+	{4, "node-role graph and annealer leases", `
+ALTER TABLE node_roles ADD COLUMN lease_owner VARCHAR(64) NOT NULL DEFAULT '';
+ALTER TABLE node_roles ADD COLUMN lease_until {{time}};
+CREATE INDEX node_roles_node_state ON node_roles (node_id, state);
+CREATE UNIQUE INDEX node_roles_one_running_per_node ON node_roles (node_id) WHERE state = 2;
+CREATE TABLE node_role_edges (
+	parent_id BIGINT NOT NULL REFERENCES node_roles(id) ON DELETE CASCADE,
+	child_id BIGINT NOT NULL REFERENCES node_roles(id) ON DELETE CASCADE,
+	PRIMARY KEY (parent_id, child_id)
+);
+CREATE INDEX node_role_edges_child ON node_role_edges (child_id)`},
 }

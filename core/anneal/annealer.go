@@ -1,0 +1,583 @@
+package anneal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/crowbar-go/crowbar/core/model"
+	"github.com/crowbar-go/crowbar/core/store"
+	"github.com/hashicorp/go-hclog"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Work is one claimed node-role with what its jig needs.
+type Work struct {
+	NodeRole   model.NodeRole
+	Node       model.Node
+	Role       model.Role
+	Deployment model.Deployment
+	Barclamp   string
+	// Attribs is the merged data the jig receives (OpenCrowbar's order).
+	Attribs json.RawMessage
+}
+
+// Jig runs a node-role. Its result's State is "active", "error" or
+// "transition" (the node-role waits to be completed through the API).
+type Jig func(ctx context.Context, w *Work) (*barclamp.HookResult, error)
+
+// Noop is the jig that does nothing: the node-role becomes ACTIVE.
+func Noop(context.Context, *Work) (*barclamp.HookResult, error) {
+	return &barclamp.HookResult{State: "active"}, nil
+}
+
+// Modules finds a loaded barclamp's module; the barclamp registry
+// implements it.
+type Modules interface {
+	Get(name string) (*barclamp.Active, bool)
+}
+
+// WasmJig runs a role's on_todo hook in the barclamp that owns it. A failed
+// call (trap, deadline, bad output) is an ERROR with the reason.
+func WasmJig(mods Modules) Jig {
+	return func(ctx context.Context, w *Work) (*barclamp.HookResult, error) {
+		a, ok := mods.Get(w.Barclamp)
+		if !ok {
+			return nil, fmt.Errorf("barclamp '%s' is not loaded in this server", w.Barclamp)
+		}
+		nr, _ := json.Marshal(w.NodeRole)
+		node, _ := json.Marshal(w.Node)
+		dep, _ := json.Marshal(w.Deployment)
+		return a.Module.Hook(ctx, &barclamp.HookEvent{Hook: "on_todo", Role: w.Role.Name, NodeRole: nr, Node: node,
+			Deployment: dep, Attribs: w.Attribs})
+	}
+}
+
+// Config tunes the annealer.
+type Config struct {
+	Workers  int           // node-roles run at once (on distinct nodes); default 16
+	Lease    time.Duration // how long a claim lasts without renewal; default 1 min
+	Poll     time.Duration // look for work at least this often; default 1 s
+	Jigs     map[string]Jig
+	Logger   hclog.Logger
+	Bus      *Bus
+	Postgres bool // use FOR UPDATE SKIP LOCKED when claiming
+}
+
+// Annealer claims runnable node-roles and runs them through their jigs.
+type Annealer struct {
+	db    *gorm.DB
+	cfg   Config
+	log   hclog.Logger
+	owner string
+	kick  chan struct{}
+
+	inFlight atomic.Int64
+	running  sync.Map // node-role id → struct{}
+}
+
+// New returns an annealer over db; Run starts it.
+func New(db *gorm.DB, cfg Config) *Annealer {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = time.Minute
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Jigs == nil {
+		cfg.Jigs = map[string]Jig{}
+	}
+	if _, ok := cfg.Jigs["noop"]; !ok {
+		cfg.Jigs["noop"] = Noop
+	}
+	host, _ := os.Hostname()
+	var rnd [4]byte
+	rand.Read(rnd[:]) //nolint:errcheck
+	return &Annealer{db: db, cfg: cfg, log: cfg.Logger.Named("annealer"), kick: make(chan struct{}, 1),
+		owner: fmt.Sprintf("%.40s-%d-%s", host, os.Getpid(), hex.EncodeToString(rnd[:]))}
+}
+
+// Kick tells the annealer there may be new work.
+func (a *Annealer) Kick() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Publish sends the events of a committed change and kicks the annealer
+// when it made work.
+func (a *Annealer) Publish(ch *Changes) {
+	a.cfg.Bus.Publish(ch.Events...)
+	if ch.Runnable {
+		a.Kick()
+	}
+}
+
+// InFlight is how many node-roles this server is running now.
+func (a *Annealer) InFlight() int { return int(a.inFlight.Load()) }
+
+type result struct {
+	id  int64
+	res *barclamp.HookResult
+	err error
+}
+
+// Run anneals until ctx ends, then waits for the runs in flight.
+func (a *Annealer) Run(ctx context.Context) {
+	results := make(chan result, a.cfg.Workers)
+	slots := make(chan struct{}, a.cfg.Workers)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	go func() { a.commitLoop(results); close(done) }()
+	go a.renewLeases(ctx)
+	t := time.NewTicker(a.cfg.Poll)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		free := a.cfg.Workers - len(slots)
+		var work []*Work
+		if free > 0 {
+			var err error
+			work, err = a.claim(ctx, free)
+			if err != nil && ctx.Err() == nil {
+				a.log.Warn("claiming work failed; will retry", "error", err)
+			}
+		}
+		for _, w := range work {
+			slots <- struct{}{}
+			wg.Add(1)
+			a.inFlight.Add(1)
+			a.running.Store(w.NodeRole.ID, struct{}{})
+			go func(w *Work) {
+				defer wg.Done()
+				res, err := a.run(ctx, w)
+				results <- result{id: w.NodeRole.ID, res: res, err: err}
+				<-slots
+			}(w)
+		}
+		if len(work) > 0 && len(work) == free {
+			continue // there may be more
+		}
+		select {
+		case <-ctx.Done():
+		case <-a.kick:
+		case <-t.C:
+		}
+	}
+	wg.Wait()
+	close(results)
+	<-done
+}
+
+func (a *Annealer) run(ctx context.Context, w *Work) (res *barclamp.HookResult, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("jig panicked: %v", v)
+		}
+	}()
+	jig, ok := a.cfg.Jigs[w.Role.JigName]
+	if !ok {
+		return nil, fmt.Errorf("role '%s' uses jig '%s', which this server does not have", w.Role.Name, w.Role.JigName)
+	}
+	return jig(ctx, w)
+}
+
+// commitLoop applies finished runs in batches: one transaction for all
+// the results that are waiting.
+func (a *Annealer) commitLoop(results <-chan result) {
+	for r := range results {
+		batch := []result{r}
+	more:
+		for len(batch) < 256 {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		a.finish(batch)
+	}
+}
+
+func (a *Annealer) finish(batch []result) {
+	var ch Changes
+	for attempt := 0; ; attempt++ {
+		ch = Changes{}
+		err := a.db.Transaction(func(tx *gorm.DB) error {
+			var done, active []int64
+			for _, r := range batch {
+				state, runlog, wall := outcome(r)
+				upd := map[string]any{"state": state, "runlog": runlog, "lease_owner": "", "lease_until": nil,
+					"updated_at": tx.NowFunc()}
+				if wall != nil {
+					upd["wall"] = wall
+				}
+				res := tx.Model(&model.NodeRole{}).Where("id = ? AND state = ? AND lease_owner = ?", r.id, model.StateTransition, a.owner).Updates(upd)
+				if res.Error != nil {
+					return res.Error
+				}
+				if res.RowsAffected == 0 {
+					a.log.Warn("lost the lease on a node-role before it finished; its result is dropped", "node_role", r.id)
+					continue
+				}
+				done = append(done, r.id)
+				if state == model.StateActive {
+					active = append(active, r.id)
+				}
+			}
+			if err := ch.nodeRoles(tx, done); err != nil {
+				return err
+			}
+			return unblock(tx, active, &ch)
+		})
+		if err == nil {
+			break
+		}
+		if attempt >= 5 {
+			a.log.Error("recording finished runs failed; their leases will expire and they will run again", "error", err, "count", len(batch))
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+	}
+	for _, r := range batch {
+		a.running.Delete(r.id)
+		a.inFlight.Add(-1)
+	}
+	a.Publish(&ch)
+}
+
+// outcome turns a jig's answer into a state, run log and wall data.
+func outcome(r result) (int, string, model.JSON) {
+	if r.err != nil {
+		return model.StateError, r.err.Error(), nil
+	}
+	res := r.res
+	if res == nil {
+		res = &barclamp.HookResult{State: "active"}
+	}
+	var wall model.JSON
+	if len(res.Wall) > 0 && string(res.Wall) != "null" {
+		if _, err := decodeObject(res.Wall); err != nil {
+			return model.StateError, "the jig answered wall data that is not a JSON object", nil
+		}
+		wall = model.JSON(res.Wall)
+	}
+	switch res.State {
+	case "", "active":
+		return model.StateActive, res.Runlog, wall
+	case "transition":
+		return model.StateTransition, res.Runlog, wall
+	case "error":
+		log := res.Runlog
+		if res.Error != "" {
+			if log != "" {
+				log += "\n"
+			}
+			log += res.Error
+		}
+		return model.StateError, log, wall
+	}
+	return model.StateError, fmt.Sprintf("the jig answered unknown state '%s'", res.State), wall
+}
+
+// renewLeases extends this server's claims while their runs go on.
+func (a *Annealer) renewLeases(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if a.inFlight.Load() == 0 {
+			continue
+		}
+		err := a.db.WithContext(ctx).Model(&model.NodeRole{}).Where("lease_owner = ? AND state = ?", a.owner, model.StateTransition).
+			Update("lease_until", time.Now().UTC().Add(a.cfg.Lease)).Error
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("renewing leases failed", "error", err)
+		}
+	}
+}
+
+// runnable is the claim condition: TODO, node alive and available,
+// deployment committed, every parent ACTIVE, and nothing running or in
+// error on the node.
+const runnable = `nr.state = 1 AND n.alive = ? AND n.available = ? AND d.state = 1
+	AND NOT EXISTS (SELECT 1 FROM node_role_edges e JOIN node_roles p ON p.id = e.parent_id
+		WHERE e.child_id = nr.id AND p.state <> 0)
+	AND NOT EXISTS (SELECT 1 FROM node_roles o WHERE o.node_id = nr.node_id AND o.state IN (2, -1))`
+
+// claim takes up to n runnable node-roles on distinct nodes, leasing them
+// to this server, after returning expired leases to TODO.
+func (a *Annealer) claim(ctx context.Context, n int) ([]*Work, error) {
+	var work []*Work
+	var ch Changes
+	err := a.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		now := time.Now().UTC()
+		var expired []int64
+		if err := tx.Model(&model.NodeRole{}).Where("state = ? AND lease_until IS NOT NULL AND lease_until < ?", model.StateTransition, now).
+			Pluck("id", &expired).Error; err != nil {
+			return err
+		}
+		if len(expired) > 0 {
+			if err := tx.Model(&model.NodeRole{}).Where("id IN ? AND state = ? AND lease_until < ?", expired, model.StateTransition, now).
+				Updates(map[string]any{"state": model.StateTodo, "lease_owner": "", "lease_until": nil, "updated_at": now}).Error; err != nil {
+				return err
+			}
+			a.log.Warn("returned node-roles whose lease expired to todo", "count", len(expired))
+			if err := ch.nodeRoles(tx, expired); err != nil {
+				return err
+			}
+		}
+		var cands []struct{ ID, NodeID int64 }
+		q := tx.Table("node_roles nr").Select("nr.id, nr.node_id").
+			Joins("JOIN nodes n ON n.id = nr.node_id JOIN deployments d ON d.id = nr.deployment_id").
+			Where(runnable, true, true).Order("nr.cohort, nr.id").Limit(n * 4)
+		if a.cfg.Postgres {
+			q = q.Clauses(clause.Locking{Strength: "UPDATE", Table: clause.Table{Name: "nr"}, Options: "SKIP LOCKED"})
+		}
+		if err := q.Scan(&cands).Error; err != nil {
+			return err
+		}
+		seen := map[int64]bool{}
+		var ids []int64
+		for _, c := range cands {
+			if !seen[c.NodeID] && len(ids) < n {
+				seen[c.NodeID] = true
+				ids = append(ids, c.ID)
+			}
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if err := tx.Model(&model.NodeRole{}).Where("id IN ? AND state = ?", ids, model.StateTodo).
+			Updates(map[string]any{"state": model.StateTransition, "lease_owner": a.owner, "lease_until": now.Add(a.cfg.Lease),
+				"run_count": gorm.Expr("run_count + 1"), "updated_at": now}).Error; err != nil {
+			return err
+		}
+		var err error
+		if work, err = a.load(tx, ids); err != nil {
+			return err
+		}
+		return ch.nodeRoles(tx, ids)
+	})
+	if err != nil {
+		if isUnique(err) {
+			// Another replica claimed on the same node first: try again.
+			return nil, nil
+		}
+		return nil, err
+	}
+	a.cfg.Bus.Publish(ch.Events...)
+	return work, nil
+}
+
+func isUnique(err error) bool {
+	var ce *model.ConflictError
+	var ve *model.ValidationError
+	tr := store.Translate(err)
+	return errors.As(tr, &ce) || errors.As(tr, &ve)
+}
+
+// load reads the claimed node-roles with their nodes, roles, deployments
+// and merged data.
+func (a *Annealer) load(tx *gorm.DB, ids []int64) ([]*Work, error) {
+	var nrs []model.NodeRole
+	if err := tx.Where("id IN ?", ids).Order("id").Find(&nrs).Error; err != nil {
+		return nil, err
+	}
+	out := make([]*Work, 0, len(nrs))
+	for _, nr := range nrs {
+		w := &Work{NodeRole: nr}
+		w.NodeRole.StateName = model.StateNames[nr.State]
+		if err := tx.Take(&w.Node, nr.NodeID).Error; err != nil {
+			return nil, err
+		}
+		if err := tx.Take(&w.Role, nr.RoleID).Error; err != nil {
+			return nil, err
+		}
+		if err := tx.Take(&w.Deployment, nr.DeploymentID).Error; err != nil {
+			return nil, err
+		}
+		var bc model.Barclamp
+		if err := tx.Select("name").Take(&bc, w.Role.BarclampID).Error; err != nil {
+			return nil, err
+		}
+		w.Barclamp = bc.Name
+		if w.Role.JigName != "noop" {
+			merged, err := Merged(tx, &w.NodeRole, &w.Node, &w.Role)
+			if err != nil {
+				return nil, err
+			}
+			w.Attribs = merged
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// Merged is the data a jig receives for nr, merged as OpenCrowbar did:
+// attrib defaults and the role's template, the committed deployment-role
+// data of the role and of the roles it requires (transitively), the node's
+// hint for attribs of those roles, the data of parent node-roles on the same
+// node or whose role has the server flag, then the node-role's own wall,
+// system and user data. Later wins.
+func Merged(tx *gorm.DB, nr *model.NodeRole, node *model.Node, role *model.Role) (json.RawMessage, error) {
+	out := map[string]any{}
+	ancestors, err := roleAncestors(tx, role)
+	if err != nil {
+		return nil, err
+	}
+	roleIDs := make([]int64, 0, len(ancestors))
+	for _, r := range ancestors {
+		roleIDs = append(roleIDs, r.ID)
+	}
+	var attribs []model.Attrib
+	if err := tx.Where("role_id IN ?", roleIDs).Order("\"order\", id").Find(&attribs).Error; err != nil {
+		return nil, err
+	}
+	for _, at := range attribs {
+		if len(at.Default) > 0 && string(at.Default) != "null" {
+			var v any
+			if json.Unmarshal(at.Default, &v) == nil {
+				put(out, mapPath(&at), v)
+			}
+		}
+	}
+	for i := len(ancestors) - 1; i >= 0; i-- { // the role itself last
+		if t, err := decodeObject(ancestors[i].Template); err == nil {
+			merge(out, t)
+		}
+	}
+	var drs []model.DeploymentRole
+	if err := tx.Where("deployment_id = ? AND role_id IN ?", nr.DeploymentID, roleIDs).Find(&drs).Error; err != nil {
+		return nil, err
+	}
+	byRole := map[int64]model.JSON{}
+	for _, dr := range drs {
+		byRole[dr.RoleID] = dr.CommittedData
+	}
+	for i := len(ancestors) - 1; i >= 0; i-- {
+		if d, err := decodeObject(byRole[ancestors[i].ID]); err == nil {
+			merge(out, d)
+		}
+	}
+	if hint, err := decodeObject(node.Hint); err == nil {
+		for _, at := range attribs {
+			if v, ok := dig(hint, mapPath(&at)); ok {
+				put(out, mapPath(&at), v)
+			}
+		}
+	}
+	var parents []model.NodeRole
+	err = tx.Table("node_roles").Joins("JOIN node_role_edges e ON e.parent_id = node_roles.id").
+		Joins("JOIN roles r ON r.id = node_roles.role_id").
+		Where("e.child_id = ? AND (node_roles.node_id = ? OR r.server = ?)", nr.ID, nr.NodeID, true).
+		Order("node_roles.cohort, node_roles.id").Select("node_roles.*").Find(&parents).Error
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range parents {
+		for _, src := range []model.JSON{p.Wall, p.SysData, p.CommittedData} {
+			if d, err := decodeObject(src); err == nil {
+				merge(out, d)
+			}
+		}
+	}
+	for _, src := range []model.JSON{nr.Wall, nr.SysData, nr.CommittedData} {
+		if d, err := decodeObject(src); err == nil {
+			merge(out, d)
+		}
+	}
+	return json.Marshal(out)
+}
+
+func mapPath(a *model.Attrib) []string {
+	if p := splitMap(a.Map); len(p) > 0 {
+		return p
+	}
+	return []string{a.Name}
+}
+
+// roleAncestors returns role and every role it requires, transitively,
+// nearest first.
+func roleAncestors(tx *gorm.DB, role *model.Role) ([]model.Role, error) {
+	out := []model.Role{*role}
+	seen := map[string]bool{role.Name: true}
+	for i := 0; i < len(out); i++ {
+		var reqs []string
+		for _, r := range out[i].Requires {
+			if !seen[r] {
+				seen[r] = true
+				reqs = append(reqs, r)
+			}
+		}
+		if len(reqs) == 0 {
+			continue
+		}
+		var rs []model.Role
+		if err := tx.Where("name IN ?", reqs).Find(&rs).Error; err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// Status is what GET /api/v2/anneal reports.
+type Status struct {
+	Counts   map[string]int64 `json:"counts"`
+	Runnable int64            `json:"runnable"`
+	InFlight int              `json:"in_flight"`
+	Waiting  int64            `json:"waiting"` // in transition, waiting for a callback
+	Idle     bool             `json:"idle"`
+}
+
+// Status counts node-roles by state and says whether there is work left.
+func (a *Annealer) Status(ctx context.Context) (*Status, error) {
+	st := &Status{Counts: map[string]int64{}, InFlight: a.InFlight()}
+	for _, name := range model.StateNames {
+		st.Counts[name] = 0
+	}
+	var rows []struct {
+		State int
+		N     int64
+	}
+	db := a.db.WithContext(ctx)
+	if err := db.Model(&model.NodeRole{}).Select("state, COUNT(*) AS n").Group("state").Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		st.Counts[model.StateNames[r.State]] = r.N
+	}
+	if err := db.Table("node_roles nr").Joins("JOIN nodes n ON n.id = nr.node_id JOIN deployments d ON d.id = nr.deployment_id").
+		Where(runnable, true, true).Count(&st.Runnable).Error; err != nil {
+		return nil, err
+	}
+	if err := db.Model(&model.NodeRole{}).Where("state = ? AND lease_until IS NULL", model.StateTransition).Count(&st.Waiting).Error; err != nil {
+		return nil, err
+	}
+	st.Idle = st.Runnable == 0 && st.Counts["transition"]-st.Waiting == 0
+	return st, nil
+}
