@@ -19,6 +19,18 @@ func init() {
 			{Name: "crowbar-admin-node", Flags: []string{"bootstrap"}, Requires: []string{"crowbar-managed-node"},
 				Description: "The node the crowbar server runs on"},
 		},
+		// Hints: what an operator knows about a node before crowbar does.
+		// They live in the node's hint; other barclamps read them.
+		Attribs: []sdk.Attrib{
+			{Name: "hint-admin-v4addr", Map: "admin_v4addr", Writable: true,
+				Description: "The IPv4 address (with prefix length) the node should get on the admin network",
+				Schema: map[string]any{"type": "string",
+					"pattern": `^(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}(/([0-9]|[12][0-9]|3[0-2]))?$`}},
+			{Name: "hint-admin-macs", Map: "admin_macs", Writable: true,
+				Description: "MAC addresses of the node's admin interfaces",
+				Schema: map[string]any{"type": "array", "items": map[string]any{"type": "string",
+					"pattern": "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"}}},
+		},
 	})
 }
 

@@ -281,7 +281,7 @@ func commit(tx *gorm.DB, scope string, arg any, rerunRoles []int64, ch *Changes)
 		if err != nil {
 			return err
 		}
-		err = tx.Model(&model.NodeRole{}).Where("id IN ?", part).Where("NOT "+hasInactiveParent).
+		err = tx.Model(&model.NodeRole{}).Where("id IN ?", part).Where("NOT " + hasInactiveParent).
 			Updates(map[string]any{"state": model.StateTodo, "updated_at": now}).Error
 		if err != nil {
 			return err
@@ -422,7 +422,7 @@ func Retry(tx *gorm.DB, nr *model.NodeRole, ch *Changes) error {
 	if err := tx.Model(nr).Updates(map[string]any{"state": model.StateBlocked, "updated_at": tx.NowFunc()}).Error; err != nil {
 		return err
 	}
-	if err := tx.Model(&model.NodeRole{}).Where("id = ?", nr.ID).Where("NOT "+hasInactiveParent).
+	if err := tx.Model(&model.NodeRole{}).Where("id = ?", nr.ID).Where("NOT " + hasInactiveParent).
 		Updates(map[string]any{"state": model.StateTodo}).Error; err != nil {
 		return err
 	}
