@@ -138,7 +138,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"unknown field", "POST", "/api/v2/nodes", `{"name": "b.example.com", "colour": "red"}`, 400, "unknown field 'colour'"},
 		{"unknown form field", "POST", "/api/v2/nodes", `name=b.example.com&colour=red`, 400, "unknown field 'colour'"},
 		{"read-only field", "PUT", "/api/v2/nodes/a.example.com", `{"alias": "other"}`, 422, "alias is read-only"},
-		{"name starts with digit", "POST", "/api/v2/nodes", `{"name": "9b.example.com"}`, 422, "may not start with a digit"},
+		{"node label with underscore", "POST", "/api/v2/nodes", `{"name": "9_b.example.com"}`, 422, "not a valid domain name"},
 		{"node name not FQDN", "POST", "/api/v2/nodes", `{"name": "localhost"}`, 422, "fully qualified"},
 		{"node name missing", "POST", "/api/v2/nodes", `{}`, 422, "name is required"},
 		{"duplicate node", "POST", "/api/v2/nodes", `{"name": "a.example.com"}`, 422, "already taken"},

@@ -45,15 +45,15 @@ func ValidName(field, name string) error {
 }
 
 // ValidFQDN checks a node name: a fully qualified domain name of at least
-// two labels that does not start with a digit.
+// two labels. Labels may start with a digit (RFC 1123; the seed's
+// discovered nodes are named 78e3be198029.smoke.test): a name with a dot
+// can never be mistaken for a numeric id.
 func ValidFQDN(field, name string) error {
 	switch {
 	case name == "":
 		return Invalid(field, "is required")
 	case !utf8.ValidString(name) || len(name) > 253:
 		return Invalid(field, "'%s' is not a valid domain name (at most 253 characters)", name)
-	case name[0] >= '0' && name[0] <= '9':
-		return Invalid(field, "'%s' may not start with a digit", name)
 	}
 	labels := strings.Split(name, ".")
 	if len(labels) < 2 {

@@ -9,7 +9,8 @@ func TestValidFQDN(t *testing.T) {
 	}{
 		{"newtest.cr0wbar.com", true},
 		{"d52-54-05-3f-00-00.smoke.test", true},
-		{"78e3be198029.smoke.test", false}, // starts with a digit: could be mistaken for an id
+		{"78e3be198029.smoke.test", true}, // the seed's discovered node: a dot keeps it from looking like an id
+		{"10.0.0.1", true},
 		{"", false},
 		{"localhost", false},
 		{"-a.example.com", false},

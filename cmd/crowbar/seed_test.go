@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crowbar-go/crowbar/barclamps"
+	"github.com/crowbar-go/crowbar/core/store/storetest"
+)
+
+// seedServer runs crowbar server in-process on dsn and returns its base URL
+// and the install key; it stops with the test.
+func seedServer(t *testing.T, dsn string) (base, key string) {
+	t.Helper()
+	if e, _ := barclamps.Embedded(); len(e) == 0 {
+		t.Fatal("no embedded barclamps: run make barclamps (make test does)")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("the seed workflows run real curl; install curl")
+	}
+	dir := t.TempDir()
+	addrc := make(chan net.Addr, 1)
+	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, database: dsn, logLevel: "warn", logFormat: "text",
+		maxBody: 1 << 20, shutdownTimeout: 10 * time.Second, realm: "crowbar", digestAlgorithms: []string{"SHA-256", "MD5"},
+		nonceTTL: 5 * time.Minute, annealWorkers: 8, annealLease: 30 * time.Second, onListen: func(a net.Addr) { addrc <- a }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServer(ctx, o) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	select {
+	case a := <-addrc:
+		base = "http://" + a.String()
+	case err := <-done:
+		t.Fatalf("server stopped early: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "crowbar.install.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, strings.TrimSpace(string(b))
+}
+
+// seedCurl runs the seed's curl command line (its arguments after
+// "curl --digest -u $(cat /etc/crowbar.install.key)") with the URL's host
+// rewritten, and returns the status and the decoded body.
+func seedCurl(t *testing.T, base, key string, args ...string) (int, any) {
+	t.Helper()
+	full := []string{"-sS", "-w", "\n%{http_code}", "--digest", "-u", key}
+	for _, a := range args {
+		full = append(full, strings.Replace(a, "http://127.0.0.1:3000", base, 1))
+	}
+	out, err := exec.Command("curl", full...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl %v: %v\n%s", args, err, out)
+	}
+	text := strings.TrimSpace(string(out))
+	i := strings.LastIndex(text, "\n")
+	code, _ := strconv.Atoi(text[i+1:])
+	var body any
+	if i > 0 {
+		if err := json.Unmarshal([]byte(text[:i]), &body); err != nil {
+			t.Fatalf("curl %v: body is not JSON: %v\n%s", args, err, text[:i])
+		}
+	}
+	return code, body
+}
+
+func want(t *testing.T, what string, code, wantCode int, body any, fields map[string]any) map[string]any {
+	t.Helper()
+	if code != wantCode {
+		t.Fatalf("%s: status %d, want %d: %v", what, code, wantCode, body)
+	}
+	obj, _ := body.(map[string]any)
+	for k, v := range fields {
+		got, ok := obj[k]
+		if !ok {
+			t.Fatalf("%s: response lacks field %q: %v", what, k, obj)
+		}
+		if v != nil && !jsonSame(got, v) {
+			t.Fatalf("%s: %s = %v, want %v (%v)", what, k, got, v, obj)
+		}
+	}
+	return obj
+}
+
+func jsonSame(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// waitActive polls a node's node-roles until all are ACTIVE.
+func waitActive(t *testing.T, base, key, node string) []any {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := seedCurl(t, base, key, "-X", "GET", "--url", "http://127.0.0.1:3000/api/v2/nodes/"+node+"/node_roles")
+		list, _ := body.([]any)
+		all := code == 200 && len(list) > 0
+		for _, nr := range list {
+			if nr.(map[string]any)["state_name"] != "active" {
+				all = false
+			}
+		}
+		if all {
+			return list
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node-roles of %s not all active: %v", node, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const seedJSON = "Content-Type:application/json"
+
+// TestSeedWorkflows runs both workflows of the OpenCrowbar API document,
+// curl call by curl call, against a real server on each database.
+func TestSeedWorkflows(t *testing.T) {
+	for _, db := range storetest.Databases(t) {
+		t.Run(string(db.Dialect), func(t *testing.T) {
+			base, key := seedServer(t, db.DSN)
+			const u = "http://127.0.0.1:3000"
+
+			// Creating a Node for a system that already has an OS.
+			code, body := seedCurl(t, base, key, "-X", "POST", "-d", "name=newtest.cr0wbar.com", "-d", "bootenv=local", "-H", seedJSON, "--url", u+"/api/v2/nodes")
+			want(t, "create node", code, 201, body, map[string]any{"admin": false, "alias": "newtest", "alive": false, "allocated": false,
+				"available": false, "bootenv": "local", "deployment_id": 1, "description": "", "discovery": map[string]any{},
+				"hint": map[string]any{}, "name": "newtest.cr0wbar.com", "order": nil, "target_role_id": nil, "created_at": nil, "updated_at": nil, "id": nil})
+			code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/nodes/newtest.cr0wbar.com/attribs/hint-admin-v4addr", "-d", `{"value": "192.168.124.99/24"}`)
+			want(t, "set hint", code, 200, body, map[string]any{"name": "hint-admin-v4addr", "value": "192.168.124.99/24", "writable": true})
+			code, body = seedCurl(t, base, key, "-X", "POST", "-H", seedJSON, "--url", u+"/api/v2/node_roles", "-d", `{"node": "newtest.cr0wbar.com", "role": "crowbar-managed-node"}`)
+			want(t, "bind", code, 201, body, map[string]any{"state": 4, "state_name": "proposed", "run_count": 0, "deployment_id": 1,
+				"available": true, "runlog": "", "order": 10000, "status": nil, "cohort": nil, "role_id": nil, "node_id": nil})
+			code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/nodes/newtest.cr0wbar.com/commit")
+			want(t, "commit node", code, 200, body, map[string]any{"available": true})
+			code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/nodes/newtest.cr0wbar.com", "-d", "alive=true")
+			want(t, "alive", code, 200, body, map[string]any{"alive": true})
+			waitActive(t, base, key, "newtest.cr0wbar.com")
+			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/api/v2/nodes/newtest.cr0wbar.com/attribs/hint-admin-v4addr")
+			want(t, "read hint", code, 200, body, map[string]any{"value": "192.168.124.99/24"})
+
+			// Two discovered nodes for the second workflow.
+			for _, n := range []string{"78e3be198029.smoke.test", "d52-54-05-3f-00-00.smoke.test"} {
+				code, body = seedCurl(t, base, key, "-X", "POST", "-H", seedJSON, "--url", u+"/api/v2/nodes", "-d",
+					`{"name": "`+n+`", "bootenv": "sledgehammer", "alive": true, "hint": {"admin_macs": ["52:54:05:3f:00:00"]}}`)
+				want(t, "discover "+n, code, 201, body, nil)
+				code, body = seedCurl(t, base, key, "-X", "POST", "-H", seedJSON, "--url", u+"/api/v2/node_roles", "-d", `{"node": "`+n+`", "role": "crowbar-managed-node"}`)
+				want(t, "bind discovered", code, 201, body, nil)
+				code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/nodes/"+n+"/commit")
+				want(t, "commit discovered", code, 200, body, nil)
+			}
+
+			// Installing an operating system on a node.
+			code, body = seedCurl(t, base, key, "-X", "GET", "-H", seedJSON, "-H", `x-return-attributes:["name"]`, "--url", u+"/api/v2/nodes")
+			if code != 200 || !jsonSame(body, []any{map[string]any{"name": "newtest.cr0wbar.com"},
+				map[string]any{"name": "78e3be198029.smoke.test"}, map[string]any{"name": "d52-54-05-3f-00-00.smoke.test"}}) {
+				t.Fatalf("list names: %d %v", code, body)
+			}
+			code, body = seedCurl(t, base, key, "-X", "POST", "-H", seedJSON, "--url", u+"/api/v2/deployments", "-d", `{"name": "test1"}`)
+			want(t, "create deployment", code, 201, body, map[string]any{"system": false, "state": 0, "parent_id": 1, "name": "test1",
+				"description": nil, "created_at": nil, "updated_at": nil, "id": nil})
+			code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/nodes/d52-54-05-3f-00-00.smoke.test", "-d", `{"deployment": "test1"}`)
+			dep := want(t, "move node", code, 200, body, map[string]any{"alias": "d52-54-05-3f-00-00", "alive": true, "available": true,
+				"bootenv": "sledgehammer", "hint": map[string]any{"admin_macs": []any{"52:54:05:3f:00:00"}}, "deployment_id": nil})
+			code, body = seedCurl(t, base, key, "-X", "POST", "-H", seedJSON, "--url", u+"/api/v2/node_roles", "-d", `{"node": "d52-54-05-3f-00-00.smoke.test", "role": "crowbar-installed-node"}`)
+			want(t, "bind installed-node", code, 201, body, map[string]any{"state": 4, "run_count": 0, "deployment_id": dep["deployment_id"],
+				"available": true, "runlog": "", "status": nil, "cohort": nil})
+			code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/deployments/test1/commit")
+			want(t, "commit deployment", code, 200, body, map[string]any{"name": "test1", "system": false, "parent_id": 1, "state": nil})
+			nrs := waitActive(t, base, key, "d52-54-05-3f-00-00.smoke.test")
+			if len(nrs) != 2 {
+				t.Fatalf("node-roles of the installed node: %v", nrs)
+			}
+			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/api/v2/deployments/test1")
+			want(t, "deployment active", code, 200, body, map[string]any{"state": 2, "state_name": "active"})
+			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/api/v2/anneal")
+			want(t, "anneal", code, 200, body, map[string]any{"idle": true})
+		})
+	}
+}
