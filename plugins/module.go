@@ -212,6 +212,10 @@ func (m *module) invoke(ctx context.Context, in *instance, payload []byte, fn ap
 
 // trapReason shortens wazero's trap errors to what an operator needs.
 func trapReason(err error) error {
+	var ee *sys.ExitError
+	if errors.As(err, &ee) {
+		return fmt.Errorf("the module exited with code %d (os.Exit or a fatal runtime error in the barclamp)", ee.ExitCode())
+	}
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "unreachable"):

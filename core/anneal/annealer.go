@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -288,7 +289,7 @@ func outcome(r result) (int, string, model.JSON) {
 		return model.StateTransition, res.Runlog, wall
 	case "error":
 		log := res.Runlog
-		if res.Error != "" {
+		if res.Error != "" && !strings.Contains(log, res.Error) {
 			if log != "" {
 				log += "\n"
 			}
