@@ -150,7 +150,9 @@ func (a *Annealer) Run(ctx context.Context) {
 	results := make(chan result, a.cfg.Workers) // never blocks: at most Workers in flight
 	busy := 0
 	var wg sync.WaitGroup
-	go a.renewLeases(ctx)
+	renewing := make(chan struct{})
+	go func() { defer close(renewing); a.renewLeases(ctx) }()
+	defer func() { <-renewing }() // nothing of the annealer outlives Run
 	t := time.NewTicker(a.cfg.Poll)
 	defer t.Stop()
 	// On PostgreSQL results are recorded by a second goroutine, concurrently
