@@ -3,6 +3,7 @@ package anneal
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -596,22 +597,30 @@ func (a *Annealer) Status(ctx context.Context) (*Status, error) {
 	for _, name := range model.StateNames {
 		st.Counts[name] = 0
 	}
-	var rows []struct {
-		State int
-		N     int64
+	// One snapshot: counted statement by statement, a claim or a finish
+	// between two queries could make a busy annealer look idle.
+	var opts []*sql.TxOptions
+	if a.cfg.Postgres {
+		opts = append(opts, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	}
-	db := a.db.WithContext(ctx)
-	if err := db.Model(&model.NodeRole{}).Select("state, COUNT(*) AS n").Group("state").Scan(&rows).Error; err != nil {
-		return nil, err
-	}
-	for _, r := range rows {
-		st.Counts[model.StateNames[r.State]] = r.N
-	}
-	if err := db.Table("node_roles nr").Joins("JOIN nodes n ON n.id = nr.node_id JOIN deployments d ON d.id = nr.deployment_id").
-		Where(runnable, true, true).Count(&st.Runnable).Error; err != nil {
-		return nil, err
-	}
-	if err := db.Model(&model.NodeRole{}).Where("state = ? AND lease_until IS NULL", model.StateTransition).Count(&st.Waiting).Error; err != nil {
+	err := a.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		var rows []struct {
+			State int
+			N     int64
+		}
+		if err := db.Model(&model.NodeRole{}).Select("state, COUNT(*) AS n").Group("state").Scan(&rows).Error; err != nil {
+			return err
+		}
+		for _, r := range rows {
+			st.Counts[model.StateNames[r.State]] = r.N
+		}
+		if err := db.Table("node_roles nr").Joins("JOIN nodes n ON n.id = nr.node_id JOIN deployments d ON d.id = nr.deployment_id").
+			Where(runnable, true, true).Count(&st.Runnable).Error; err != nil {
+			return err
+		}
+		return db.Model(&model.NodeRole{}).Where("state = ? AND lease_until IS NULL", model.StateTransition).Count(&st.Waiting).Error
+	}, opts...)
+	if err != nil {
 		return nil, err
 	}
 	st.Idle = st.Runnable == 0 && st.Counts["transition"]-st.Waiting == 0
