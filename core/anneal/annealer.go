@@ -185,7 +185,9 @@ func (a *Annealer) Run(ctx context.Context) {
 		var work []*Work
 		if free > 0 {
 			var err error
-			work, err = a.claim(ctx, free)
+			// Not cancelled mid-transaction by shutdown: database/sql would roll
+			// back asynchronously and the connection outlive the store's Close.
+			work, err = a.claim(context.WithoutCancel(ctx), free)
 			if err != nil && ctx.Err() == nil {
 				a.log.Warn("claiming work failed; will retry", "error", err)
 			}

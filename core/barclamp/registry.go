@@ -446,7 +446,7 @@ func (r *Registry) Watch(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := r.Sync(ctx); err != nil && ctx.Err() == nil {
+			if err := r.Sync(context.WithoutCancel(ctx)); err != nil && ctx.Err() == nil {
 				r.log.Warn("barclamp sync failed", "error", err)
 			}
 		}
