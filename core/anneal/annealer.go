@@ -351,7 +351,7 @@ func (a *Annealer) renewLeases(ctx context.Context) {
 		if a.inFlight.Load() == 0 {
 			continue
 		}
-		err := a.db.WithContext(ctx).Model(&model.NodeRole{}).Where("lease_owner = ? AND state = ?", a.owner, model.StateTransition).
+		err := a.db.WithContext(context.WithoutCancel(ctx)).Model(&model.NodeRole{}).Where("lease_owner = ? AND state = ?", a.owner, model.StateTransition).
 			Update("lease_until", time.Now().UTC().Add(a.cfg.Lease)).Error
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("renewing leases failed", "error", err)
@@ -440,30 +440,43 @@ func isUnique(err error) bool {
 }
 
 // load reads the claimed node-roles with their nodes, roles, deployments
-// and merged data.
+// and merged data: one query per table, not per node-role.
 func (a *Annealer) load(tx *gorm.DB, ids []int64) ([]*Work, error) {
 	var nrs []model.NodeRole
 	if err := tx.Where("id IN ?", ids).Order("id").Find(&nrs).Error; err != nil {
 		return nil, err
 	}
+	var nodeIDs, roleIDs, depIDs []int64
+	for _, nr := range nrs {
+		nodeIDs, roleIDs, depIDs = append(nodeIDs, nr.NodeID), append(roleIDs, nr.RoleID), append(depIDs, nr.DeploymentID)
+	}
+	nodes, err := byID[model.Node](tx, nodeIDs)
+	if err != nil {
+		return nil, err
+	}
+	roles, err := byID[model.Role](tx, roleIDs)
+	if err != nil {
+		return nil, err
+	}
+	deps, err := byID[model.Deployment](tx, depIDs)
+	if err != nil {
+		return nil, err
+	}
+	var bcIDs []int64
+	for _, r := range roles {
+		bcIDs = append(bcIDs, r.BarclampID)
+	}
+	bcs, err := byID[model.Barclamp](tx.Select("id", "name"), bcIDs)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*Work, 0, len(nrs))
 	for _, nr := range nrs {
-		w := &Work{NodeRole: nr}
+		w := &Work{NodeRole: nr, Node: *nodes[nr.NodeID], Role: *roles[nr.RoleID], Deployment: *deps[nr.DeploymentID]}
 		w.NodeRole.StateName = model.StateNames[nr.State]
-		if err := tx.Take(&w.Node, nr.NodeID).Error; err != nil {
-			return nil, err
+		if bc := bcs[w.Role.BarclampID]; bc != nil {
+			w.Barclamp = bc.Name
 		}
-		if err := tx.Take(&w.Role, nr.RoleID).Error; err != nil {
-			return nil, err
-		}
-		if err := tx.Take(&w.Deployment, nr.DeploymentID).Error; err != nil {
-			return nil, err
-		}
-		var bc model.Barclamp
-		if err := tx.Select("name").Take(&bc, w.Role.BarclampID).Error; err != nil {
-			return nil, err
-		}
-		w.Barclamp = bc.Name
 		if w.Role.JigName != "noop" {
 			merged, err := Merged(tx, &w.NodeRole, &w.Node, &w.Role)
 			if err != nil {
@@ -472,6 +485,28 @@ func (a *Annealer) load(tx *gorm.DB, ids []int64) ([]*Work, error) {
 			w.Attribs = merged
 		}
 		out = append(out, w)
+	}
+	return out, nil
+}
+
+// byID loads the rows of T with the given ids, keyed by id; a missing one
+// is an error (the claim's transaction saw it a moment ago).
+func byID[T any, PT interface {
+	*T
+	model.Object
+}](tx *gorm.DB, ids []int64) (map[int64]*T, error) {
+	var rows []T
+	if err := tx.Where("id IN ?", ids).Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make(map[int64]*T, len(rows))
+	for i := range rows {
+		out[PT(&rows[i]).GetID()] = &rows[i]
+	}
+	for _, id := range ids {
+		if out[id] == nil {
+			return nil, fmt.Errorf("%T %d vanished while being claimed", *new(T), id)
+		}
 	}
 	return out, nil
 }
