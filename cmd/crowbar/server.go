@@ -120,9 +120,28 @@ func newLogger(level, format string) (hclog.Logger, error) {
 	}), nil
 }
 
+// checkTuning refuses numeric settings that would silently mean something
+// else (a negative pool, a lease too short to renew).
+func (o *serverOptions) checkTuning() error {
+	switch {
+	case o.wasmPool < 0:
+		return usageError{fmt.Errorf("--wasm-pool-size %d: want 0 (GOMAXPROCS) or more", o.wasmPool)}
+	case o.annealWorkers < 1:
+		return usageError{fmt.Errorf("--anneal-workers %d: want 1 or more", o.annealWorkers)}
+	case o.annealLease < time.Second:
+		return usageError{fmt.Errorf("--anneal-lease %s: want at least 1s (it is renewed every third of it)", o.annealLease)}
+	case o.barclampSync < 0:
+		return usageError{fmt.Errorf("--barclamp-sync %s: want 0 (off) or a positive interval", o.barclampSync)}
+	}
+	return nil
+}
+
 func runServer(ctx context.Context, o *serverOptions) error {
 	log, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
+		return err
+	}
+	if err := o.checkTuning(); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {

@@ -44,7 +44,8 @@ func TestServerServesAndShutsDownGracefully(t *testing.T) {
 	dir := t.TempDir()
 	addrc := make(chan net.Addr, 1)
 	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, logLevel: "error", logFormat: "json",
-		maxBody: 1 << 20, shutdownTimeout: 10 * time.Second, onListen: func(a net.Addr) { addrc <- a }}
+		maxBody: 1 << 20, shutdownTimeout: 10 * time.Second, annealWorkers: 4, annealLease: time.Minute,
+		onListen: func(a net.Addr) { addrc <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runServer(ctx, o) }()
@@ -102,6 +103,21 @@ func TestBadLogSettingsAreUsageErrors(t *testing.T) {
 			t.Errorf("newLogger(%q, %q) accepted", c[0], c[1])
 		} else if _, ok := err.(usageError); !ok {
 			t.Errorf("newLogger(%q, %q) = %T, want usageError", c[0], c[1], err)
+		}
+	}
+}
+
+func TestBadTuningFlagsAreUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"--anneal-workers", "0"}, {"--anneal-lease", "10ms"}, {"--barclamp-sync", "-1s"},
+		{"--wasm-pool-size", "-2"}} {
+		cmd := newServerCmd()
+		if err := cmd.ParseFlags(append(args, "--data-dir", t.TempDir())); err != nil {
+			t.Fatal(err)
+		}
+		cmd.SetContext(context.Background())
+		err := cmd.RunE(cmd, nil)
+		if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: err = %v (%T), want a usageError naming the flag", args, err, err)
 		}
 	}
 }
