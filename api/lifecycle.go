@@ -146,38 +146,25 @@ func (s *Server) updateNodeRole(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, "node_role", model.Invalid("state", "is required with wall or runlog: they complete a node-role in transition"))
 		return
 	}
-	var nr *model.NodeRole
-	err := s.change(r.Context(), func(tx *gorm.DB, ch *anneal.Changes) error {
-		var err error
-		if nr, err = s.findNodeRole(r.Context(), tx, mux.Vars(r)["id"]); err != nil {
-			return err
-		}
+	s.nodeRoleOp(w, r, func(tx *gorm.DB, nr *model.NodeRole, ch *anneal.Changes) error {
 		if in.ProposedData != nil {
 			if err := tx.Model(nr).Updates(map[string]any{"proposed_data": *in.ProposedData, "updated_at": tx.NowFunc()}).Error; err != nil {
 				return err
 			}
 		}
-		if in.State != nil {
-			var wall model.JSON
-			if in.Wall != nil {
-				wall = *in.Wall
-			}
-			runlog := ""
-			if in.Runlog != nil {
-				runlog = *in.Runlog
-			}
-			if err := anneal.Complete(tx, nr, *in.State, wall, runlog, ch); err != nil {
-				return err
-			}
+		if in.State == nil {
+			return nil
 		}
-		return tx.Take(nr, nr.ID).Error
+		var wall model.JSON
+		if in.Wall != nil {
+			wall = *in.Wall
+		}
+		runlog := ""
+		if in.Runlog != nil {
+			runlog = *in.Runlog
+		}
+		return anneal.Complete(tx, nr, *in.State, wall, runlog, ch)
 	})
-	if err != nil {
-		writeError(w, r, "node_role", err)
-		return
-	}
-	presentNodeRole(nr)
-	writeObject(w, r, http.StatusOK, "node_role", nr)
 }
 
 // unbindNodeRole answers DELETE /node_roles/:id.
@@ -187,11 +174,7 @@ func (s *Server) unbindNodeRole(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		if err := anneal.Unbind(tx, nr); err != nil {
-			return err
-		}
-		ch.Runnable = true // a node-role in error may have held its node
-		return tx.Delete(nr).Error
+		return anneal.Unbind(tx, nr, ch)
 	})
 	if err != nil {
 		writeError(w, r, "node_role", err)
@@ -202,13 +185,19 @@ func (s *Server) unbindNodeRole(w http.ResponseWriter, r *http.Request) {
 
 // retryNodeRole answers PUT /node_roles/:id/retry.
 func (s *Server) retryNodeRole(w http.ResponseWriter, r *http.Request) {
+	s.nodeRoleOp(w, r, anneal.Retry)
+}
+
+// nodeRoleOp locks the node-role named in the path, applies op, and
+// answers with the node-role as it is afterwards.
+func (s *Server) nodeRoleOp(w http.ResponseWriter, r *http.Request, op func(*gorm.DB, *model.NodeRole, *anneal.Changes) error) {
 	var nr *model.NodeRole
 	err := s.change(r.Context(), func(tx *gorm.DB, ch *anneal.Changes) error {
 		var err error
 		if nr, err = s.findNodeRole(r.Context(), tx, mux.Vars(r)["id"]); err != nil {
 			return err
 		}
-		if err := anneal.Retry(tx, nr, ch); err != nil {
+		if err := op(tx, nr, ch); err != nil {
 			return err
 		}
 		return tx.Take(nr, nr.ID).Error

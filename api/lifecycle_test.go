@@ -1,8 +1,11 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +256,86 @@ func TestDeploymentProposeCommitRecall(t *testing.T) {
 			t.Fatalf("after recall: %v", d)
 		}
 		s.Must(404, "PUT", "/api/v2/deployments/nope/commit", "")
+	})
+}
+
+// The event stream carries every state change of the filtered node, in
+// order, as server-sent events; unbinding removes a node-role.
+func TestEventStreamAndUnbind(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		s := graphServer(t, st, 2)
+		s.Must(400, "GET", "/api/v2/events?colour=red", "")
+		s.Must(401, "GET", "/api/v2/events", "", "Authorization", "")
+
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/api/v2/events?node=n1.example.com", nil)
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+		resp, err := s.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		lines := make(chan string, 256)
+		go func() {
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+
+		bind(t, s, "n2.example.com", "g-base") // filtered out
+		mid := bind(t, s, "n1.example.com", "g-mid")
+		s.Must(200, "PUT", "/api/v2/nodes/n1.example.com/commit", "")
+		settle(t, s)
+
+		// g-base and g-mid: proposed, then todo/blocked, transition, active.
+		var seen []string
+		timeout := time.After(10 * time.Second)
+		for len(seen) < 8 {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatalf("stream ended after %v", seen)
+				}
+				data, found := strings.CutPrefix(line, "data: ")
+				if !found {
+					continue
+				}
+				var ev map[string]any
+				if err := json.Unmarshal([]byte(data), &ev); err != nil {
+					t.Fatalf("event data: %v: %s", err, data)
+				}
+				if ev["node"] != "n1.example.com" {
+					t.Fatalf("filter let through %v", ev)
+				}
+				seen = append(seen, ev["role"].(string)+":"+ev["state_name"].(string))
+			case <-timeout:
+				t.Fatalf("events so far: %v", seen)
+			}
+		}
+		want := map[string]bool{"g-base:proposed": true, "g-mid:proposed": true, "g-base:todo": true, "g-mid:blocked": true,
+			"g-base:transition": true, "g-base:active": true, "g-mid:todo": true, "g-mid:transition": true}
+		for _, e := range seen {
+			delete(want, e)
+		}
+		if len(want) != 0 {
+			t.Fatalf("missing events %v in %v", want, seen)
+		}
+
+		// Unbind: the child first; its parent then has no dependants.
+		base := s.Must(200, "GET", "/api/v2/node_roles?role=g-base&node=n1.example.com", "").List(t)[0]
+		s.Must(409, "DELETE", fmt.Sprintf("/api/v2/node_roles/%v", base["id"]), "")
+		s.Must(200, "DELETE", fmt.Sprintf("/api/v2/node_roles/%v", mid["id"]), "")
+		s.Must(200, "DELETE", fmt.Sprintf("/api/v2/node_roles/%v", base["id"]), "")
+		s.Must(404, "DELETE", fmt.Sprintf("/api/v2/node_roles/%v", base["id"]), "")
+		if n := len(s.Must(200, "GET", "/api/v2/nodes/n1.example.com/node_roles", "").List(t)); n != 0 {
+			t.Fatalf("%d node-roles left after unbinding", n)
+		}
 	})
 }

@@ -228,8 +228,9 @@ func (b *binder) bind(role *model.Role) (*model.NodeRole, error) {
 	return &nr, nil
 }
 
-// Unbind removes a node-role nothing depends on and that is not running.
-func Unbind(tx *gorm.DB, nr *model.NodeRole) error {
+// Unbind deletes a node-role nothing depends on and that is not running
+// (its edges to parents go with it).
+func Unbind(tx *gorm.DB, nr *model.NodeRole, ch *Changes) error {
 	var children []int64
 	if err := tx.Model(&model.NodeRoleEdge{}).Where("parent_id = ?", nr.ID).Pluck("child_id", &children).Error; err != nil {
 		return err
@@ -240,12 +241,16 @@ func Unbind(tx *gorm.DB, nr *model.NodeRole) error {
 	if nr.State == model.StateTransition {
 		return model.Conflict("node-role %d is running (transition); wait for it or let it finish", nr.ID)
 	}
-	return nil
+	if err := tx.Where("child_id = ?", nr.ID).Delete(&model.NodeRoleEdge{}).Error; err != nil {
+		return err
+	}
+	ch.Runnable = true // a node-role in error may have held its node
+	return tx.Delete(nr).Error
 }
 
-// blockedScope and friends are the SQL fragments of the state machine.
+// hasInactiveParent matches a node-role some of whose parents are not
+// ACTIVE.
 const (
-	// A node-role some of whose parents are not ACTIVE.
 	hasInactiveParent = `EXISTS (SELECT 1 FROM node_role_edges e JOIN node_roles p ON p.id = e.parent_id
 		WHERE e.child_id = node_roles.id AND p.state <> 0)`
 )
