@@ -339,3 +339,55 @@ func TestEventStreamAndUnbind(t *testing.T) {
 		}
 	})
 }
+
+func TestNotificationHooks(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		s := graphServer(t, st, 2)
+		seen := func() map[string]bool {
+			t.Helper()
+			s.API.Hooks().Wait()
+			var keys []string
+			if err := json.Unmarshal(s.Must(200, "GET", "/graph/v2/seen", "").Body, &keys); err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]bool{}
+			for _, k := range keys {
+				out[k] = true
+			}
+			return out
+		}
+		if got := seen(); !got["seen/on_node_create/n1.example.com"] || !got["seen/on_node_create/n2.example.com"] {
+			t.Fatalf("node creation not notified: %v", got)
+		}
+
+		bind(t, s, "n1.example.com", "g-notify")
+		if got := seen(); !got["seen/on_proposed/n1.example.com"] || got["seen/on_active/n1.example.com"] {
+			t.Fatalf("after bind: %v", got)
+		}
+		s.Must(200, "PUT", "/api/v2/nodes/n1.example.com/commit", "")
+		settle(t, s)
+		if got := seen(); !got["seen/on_active/n1.example.com"] {
+			t.Fatalf("after converging: %v", got)
+		}
+
+		bind(t, s, "n2.example.com", "g-flaky")
+		s.Must(200, "PUT", "/api/v2/nodes/n2.example.com/commit", "")
+		settle(t, s)
+		if got := seen(); !got["seen/on_error/n2.example.com"] {
+			t.Fatalf("the failed node-role's on_error was not called: %v", got)
+		}
+
+		s.Must(201, "POST", "/api/v2/deployments", `{"name": "hooked"}`)
+		s.Must(200, "DELETE", "/api/v2/deployments/hooked", "")
+		s.Must(201, "POST", "/api/v2/nodes", `{"name": "gone.example.com"}`)
+		s.Must(200, "DELETE", "/api/v2/nodes/gone.example.com", "")
+		got := seen()
+		for _, k := range []string{"seen/on_deployment_create/hooked", "seen/on_deployment_delete/hooked",
+			"seen/on_node_create/gone.example.com", "seen/on_node_delete/gone.example.com"} {
+			if !got[k] {
+				t.Errorf("%s missing from %v", k, got)
+			}
+		}
+	})
+}

@@ -61,6 +61,9 @@ type Resource[T any] struct {
 	Hook func(tx *gorm.DB, obj *T, creating bool) error
 	// Changed, when set, runs after a create, update or delete committed.
 	Changed func(obj *T)
+	// Created and Deleted, when set, run after a create or a delete
+	// committed (after Changed).
+	Created, Deleted func(obj *T)
 	// Saved, when set, runs after the row is written, in the same
 	// transaction (the object has its id).
 	Saved func(tx *gorm.DB, obj *T, creating bool) error
@@ -293,6 +296,9 @@ func (rs *Resource[T]) Create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rs.changed(obj)
+	if rs.Created != nil {
+		rs.Created(obj)
+	}
 	rs.present(obj)
 	writeObject(w, r, http.StatusCreated, rs.Type, obj)
 }
@@ -348,6 +354,9 @@ func (rs *Resource[T]) Delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rs.changed(obj)
+	if rs.Deleted != nil {
+		rs.Deleted(obj)
+	}
 	writeEmpty(w, rs.Type)
 }
 

@@ -47,6 +47,8 @@ func (srv *Server) newResources(s *store.Store) resources {
 				"bootenv", "deployment_id", "target_role_id", "discovery", "hint"},
 			Refs:    []Ref{refDeployment, refTargetRole},
 			Changed: func(*model.Node) { srv.annealer.Kick() }, // alive, available or deployment may have changed
+			Created: func(n *model.Node) { srv.hooks.Node("on_node_create", n) },
+			Deleted: func(n *model.Node) { srv.hooks.Node("on_node_delete", n) },
 		}).init(s),
 		deployments: (&Resource[model.Deployment]{
 			Type: "deployment", Path: "deployments", NameCol: "name", Ops: CRUD,
@@ -54,6 +56,8 @@ func (srv *Server) newResources(s *store.Store) resources {
 			Refs:     []Ref{refParent},
 			Saved:    inheritBarclamps,
 			Present:  srv.presentDeployment,
+			Created:  func(d *model.Deployment) { srv.hooks.Deployment("on_deployment_create", d) },
+			Deleted:  func(d *model.Deployment) { srv.hooks.Deployment("on_deployment_delete", d) },
 		}).init(s),
 		deploymentRoles: (&Resource[model.DeploymentRole]{
 			Type: "deployment_role", Path: "deployment_roles", Ops: CRUD,

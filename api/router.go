@@ -43,7 +43,12 @@ type Server struct {
 	res       resources
 	annealer  *anneal.Annealer
 	bus       *anneal.Bus
+	hooks     *anneal.Hooks
 }
+
+// Hooks is the server's notification hook dispatcher (the annealer runs
+// it); tests wait on it.
+func (s *Server) Hooks() *anneal.Hooks { return s.hooks }
 
 // Annealer is the server's annealer; the caller runs it.
 func (s *Server) Annealer() *anneal.Annealer { return s.annealer }
@@ -91,6 +96,8 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	ac := cfg.Anneal
 	ac.Bus, ac.Logger, ac.Postgres = s.bus, cfg.Logger, cfg.Store.Dialect == store.Postgres
 	ac.Jigs = map[string]anneal.Jig{"noop": anneal.Noop, "wasm": anneal.WasmJig(cfg.Barclamps)}
+	s.hooks = anneal.NewHooks(cfg.Store.DB, cfg.Barclamps, cfg.Logger)
+	ac.Hooks = s.hooks
 	s.annealer = anneal.New(cfg.Store.DB, ac)
 	s.res = s.newResources(cfg.Store)
 

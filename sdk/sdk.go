@@ -40,15 +40,21 @@ type Barclamp struct {
 	Attribs     []Attrib // attribs not tied to one role
 	Routes      []Route
 
+	// Barclamp-wide notifications, sent whether or not the barclamp is
+	// enabled in the deployment concerned. The Event carries the node (or
+	// deployment) as it was.
 	OnNodeCreate       HookFunc
 	OnNodeDelete       HookFunc
 	OnDeploymentCreate HookFunc
 	OnDeploymentDelete HookFunc
 }
 
-// Role declares a role. A role with any hook runs through the wasm jig (the
-// annealer calls its hooks); one without runs through noop unless Jig says
-// otherwise.
+// Role declares a role. A role with OnTodo runs through the wasm jig (the
+// annealer calls OnTodo to converge it); one without runs through noop
+// unless Jig says otherwise. OnProposed, OnActive and OnError are
+// notifications: the server calls them after a node-role of the role
+// entered that state, asynchronously, and their answer changes nothing but
+// the server's log.
 type Role struct {
 	Name        string
 	Description string

@@ -35,6 +35,7 @@ type Server struct {
 	Store     *store.Store
 	Auth      *auth.Service
 	Barclamps *barclamp.Registry
+	API       *api.Server
 	Token     string // bearer token of the "admin" user
 	t         testing.TB
 }
@@ -65,7 +66,7 @@ func New(t testing.TB, st *store.Store, opts ...func(*Setup)) *Server {
 	annealing := make(chan struct{})
 	go func() { defer close(annealing); apiSrv.Annealer().Run(ctx) }()
 	t.Cleanup(func() { stop(); <-annealing })
-	s := &Server{Server: srv, Store: st, Auth: svc, Barclamps: setup.API.Barclamps, t: t}
+	s := &Server{Server: srv, Store: st, Auth: svc, Barclamps: setup.API.Barclamps, API: apiSrv, t: t}
 	s.AddUser("admin", AdminPassword, auth.RoleAdmin, true)
 	tok, _, err := svc.MintToken(&auth.Caller{Username: "admin"}, time.Hour)
 	if err != nil {

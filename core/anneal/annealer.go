@@ -73,6 +73,9 @@ type Config struct {
 	Logger   hclog.Logger
 	Bus      *Bus
 	Postgres bool // use FOR UPDATE SKIP LOCKED when claiming
+	// Hooks, when set, receives every committed change to call the
+	// barclamps' notification hooks; Run runs it.
+	Hooks *Hooks
 }
 
 // Annealer claims runnable node-roles and runs them through their jigs.
@@ -126,6 +129,7 @@ func (a *Annealer) Kick() {
 // when it made work.
 func (a *Annealer) Publish(ch *Changes) {
 	a.cfg.Bus.Publish(ch.Events...)
+	a.cfg.Hooks.NodeRoleEvents(ch.Events)
 	if ch.Runnable {
 		a.Kick()
 	}
@@ -154,6 +158,14 @@ func (a *Annealer) Run(ctx context.Context) {
 	renewing := make(chan struct{})
 	go func() { defer close(renewing); a.renewLeases(ctx) }()
 	defer func() { <-renewing }() // nothing of the annealer outlives Run
+	if a.cfg.Hooks != nil {
+		// The hooks outlive the loop below so that the last results recorded
+		// still notify; they stop once everything is recorded.
+		hctx, stopHooks := context.WithCancel(context.WithoutCancel(ctx))
+		hooksDone := make(chan struct{})
+		go func() { defer close(hooksDone); a.cfg.Hooks.Run(hctx) }()
+		defer func() { stopHooks(); <-hooksDone }()
+	}
 	t := time.NewTicker(a.cfg.Poll)
 	defer t.Stop()
 	// On PostgreSQL results are recorded by a second goroutine, concurrently

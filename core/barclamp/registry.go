@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -82,6 +83,18 @@ func (r *Registry) Get(name string) (*Active, bool) {
 	defer r.mu.RUnlock()
 	a, ok := r.active[name]
 	return a, ok
+}
+
+// Names lists the loaded barclamps, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.active))
+	for n := range r.active {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Status says whether name is loaded in this server, or why not.
@@ -249,7 +262,7 @@ func registerRoles(tx *gorm.DB, bc *model.Barclamp, m *Manifest) error {
 		jig := rs.Jig
 		if jig == "" {
 			jig = "noop"
-			if len(rs.Hooks) > 0 {
+			if slices.Contains(rs.Hooks, "on_todo") {
 				jig = "wasm"
 			}
 		}

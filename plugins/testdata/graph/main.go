@@ -21,9 +21,44 @@ func node(e *sdk.Event) string {
 	return n.Name
 }
 
+// seen records that hook ran for name; GET /graph/v2/seen lists them.
+func seen(name func(*sdk.Event) string) sdk.HookFunc {
+	return func(e *sdk.Event) *sdk.Result {
+		key := "seen/" + e.Hook + "/" + name(e)
+		if _, _, err := sdk.KVCompareAndSwap(key, []byte(e.Role), 0); err != nil {
+			return sdk.Failed("kv: %v", err)
+		}
+		return nil
+	}
+}
+
+func deployment(e *sdk.Event) string {
+	var d struct {
+		Name string `json:"name"`
+	}
+	json.Unmarshal(e.Deployment, &d) //nolint:errcheck
+	return d.Name
+}
+
+func listSeen(*sdk.Request) *sdk.Response {
+	entries, err := sdk.KVList("seen/")
+	if err != nil {
+		return sdk.Error(500, "kv: %v", err)
+	}
+	keys := []string{}
+	for _, e := range entries {
+		keys = append(keys, e.Key)
+	}
+	return sdk.JSON(200, keys)
+}
+
 func init() {
 	sdk.Register(&sdk.Barclamp{Name: "graph", Version: "1.0.0",
+		OnNodeCreate: seen(node), OnNodeDelete: seen(node),
+		OnDeploymentCreate: seen(deployment), OnDeploymentDelete: seen(deployment),
+		Routes: []sdk.Route{{Method: "GET", Path: "/seen", Handler: listSeen}},
 		Roles: []sdk.Role{
+			{Name: "g-notify", OnProposed: seen(node), OnActive: seen(node)},
 			{Name: "g-base", Template: map[string]any{"g": map[string]any{"from": "template", "base": true}}},
 			{Name: "g-mid", Requires: []string{"g-base"}},
 			{Name: "g-top", Requires: []string{"g-mid"}, OnTodo: func(e *sdk.Event) *sdk.Result {
@@ -46,7 +81,7 @@ func init() {
 					return sdk.Failed("first run fails on purpose")
 				}
 				return sdk.Active(nil, "second run works")
-			}},
+			}, OnError: seen(node)},
 			{Name: "g-after-flaky", Requires: []string{"g-flaky"}},
 			{Name: "g-exit", OnTodo: func(e *sdk.Event) *sdk.Result { os.Exit(3); return nil }},
 			{Name: "g-wait", OnTodo: func(e *sdk.Event) *sdk.Result { return sdk.Transition("waiting for the node to call back") }},
