@@ -267,6 +267,7 @@ type Caller struct {
 type Request struct {
 	Method  string              `json:"method"`
 	Path    string              `json:"path"`
+	Host    string              `json:"host"`  // host[:port] the client asked for: how it reaches the server
 	Route   string              `json:"route"` // "GET /greetings/{name}"
 	Params  map[string]string   `json:"params"`
 	Query   map[string][]string `json:"query"`
@@ -372,3 +373,67 @@ func Transition(runlog string) *Result { return &Result{State: "transition", Run
 
 // Now is the host's clock.
 func Now() time.Time { return time.Unix(0, hostNow()) }
+
+// Node is the part of a node a barclamp usually needs; Event.NodeInfo
+// decodes it.
+type Node struct {
+	ID           int64          `json:"id"`
+	Name         string         `json:"name"`
+	Alias        string         `json:"alias"`
+	Admin        bool           `json:"admin"`
+	Alive        bool           `json:"alive"`
+	Available    bool           `json:"available"`
+	Bootenv      string         `json:"bootenv"`
+	DeploymentID int64          `json:"deployment_id"`
+	Hint         map[string]any `json:"hint"`
+	Discovery    map[string]any `json:"discovery"`
+}
+
+// NodeRole is the part of a node-role a hook usually needs.
+type NodeRole struct {
+	ID           int64  `json:"id"`
+	NodeID       int64  `json:"node_id"`
+	RoleID       int64  `json:"role_id"`
+	DeploymentID int64  `json:"deployment_id"`
+	State        int    `json:"state"`
+	StateName    string `json:"state_name"`
+	RunCount     int    `json:"run_count"`
+}
+
+// NodeInfo decodes the event's node.
+func (e *Event) NodeInfo() (*Node, error) {
+	var n Node
+	if err := json.Unmarshal(e.Node, &n); err != nil {
+		return nil, fmt.Errorf("the %s event carries no node: %v", e.Hook, err)
+	}
+	return &n, nil
+}
+
+// NodeRoleInfo decodes the event's node-role.
+func (e *Event) NodeRoleInfo() (*NodeRole, error) {
+	var nr NodeRole
+	if err := json.Unmarshal(e.NodeRole, &nr); err != nil {
+		return nil, fmt.Errorf("the %s event carries no node-role: %v", e.Hook, err)
+	}
+	return &nr, nil
+}
+
+// Attrib reads the merged attribs at a slash path such as
+// "crowbar/network/admin/v4addr" into out; false when the path is absent.
+func (e *Event) Attrib(path string, out any) (bool, error) {
+	var cur any
+	if err := json.Unmarshal(e.Attribs, &cur); err != nil {
+		return false, fmt.Errorf("the %s event carries no attribs: %v", e.Hook, err)
+	}
+	for _, k := range strings.Split(path, "/") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return false, nil
+		}
+		if cur, ok = m[k]; !ok {
+			return false, nil
+		}
+	}
+	b, _ := json.Marshal(cur)
+	return true, json.Unmarshal(b, out)
+}

@@ -12,8 +12,8 @@ func init() {
 		Version:     "1.0.0",
 		Description: "Base roles of crowbar-managed nodes",
 		Roles: []sdk.Role{
-			{Name: "crowbar-managed-node", Flags: []string{"discovery"},
-				Description: "A node crowbar manages: bound to every node that is discovered or created"},
+			{Name: "crowbar-managed-node", Flags: []string{"discovery"}, Requires: []string{"network-admin"},
+				Description: "A node crowbar manages: bound to every node that is discovered or created; it gets an admin address"},
 			{Name: "crowbar-installed-node", Requires: []string{"crowbar-managed-node"},
 				Description: "A node with an operating system installed by crowbar"},
 			{Name: "crowbar-admin-node", Flags: []string{"bootstrap"}, Requires: []string{"crowbar-managed-node"},

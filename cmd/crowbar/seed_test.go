@@ -152,6 +152,8 @@ func TestSeedWorkflows(t *testing.T) {
 			waitActive(t, base, key, "newtest.cr0wbar.com")
 			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/api/v2/nodes/newtest.cr0wbar.com/attribs/hint-admin-v4addr")
 			want(t, "read hint", code, 200, body, map[string]any{"value": "192.168.124.99/24"})
+			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/api/v2/nodes/newtest.cr0wbar.com/attribs/network-admin-v4addr")
+			want(t, "admin address from the hint", code, 200, body, map[string]any{"value": "192.168.124.99/24"})
 
 			// Two discovered nodes for the second workflow.
 			for _, n := range []string{"78e3be198029.smoke.test", "d52-54-05-3f-00-00.smoke.test"} {
@@ -182,7 +184,7 @@ func TestSeedWorkflows(t *testing.T) {
 			code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/deployments/test1/commit")
 			want(t, "commit deployment", code, 200, body, map[string]any{"name": "test1", "system": false, "parent_id": 1, "state": nil})
 			nrs := waitActive(t, base, key, "d52-54-05-3f-00-00.smoke.test")
-			if len(nrs) != 2 {
+			if len(nrs) != 3 { // network-admin, crowbar-managed-node, crowbar-installed-node
 				t.Fatalf("node-roles of the installed node: %v", nrs)
 			}
 			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/api/v2/deployments/test1")

@@ -169,7 +169,8 @@ func merge(dst, src map[string]any) {
 }
 
 // NodeAttrib resolves attrib a for node, most specific first: the user data
-// of the node's node-role of the attrib's role, the node's hint, the
+// of the node's node-role of the attrib's role, then the wall data its jig
+// answered (an allocated address, say), the node's hint, the
 // deployment-role data, the role's template, the attrib's default.
 func NodeAttrib(tx *gorm.DB, a *model.Attrib, node *model.Node) (json.RawMessage, error) {
 	path := splitMap(a.Map)
@@ -181,7 +182,7 @@ func NodeAttrib(tx *gorm.DB, a *model.Attrib, node *model.Node) (json.RawMessage
 		var nr model.NodeRole
 		err := tx.Where("node_id = ? AND role_id = ?", node.ID, *a.RoleID).Take(&nr).Error
 		if err == nil {
-			sources = append(sources, nr.ProposedData)
+			sources = append(sources, nr.ProposedData, nr.Wall)
 		} else if !errors.Is(err, gorm.ErrRecordNotFound) {
 			return nil, err
 		}

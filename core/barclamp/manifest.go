@@ -180,6 +180,7 @@ func (r *RoleSpec) HasFlag(flag string) bool {
 type HTTPRequest struct {
 	Method  string              `json:"method"`
 	Path    string              `json:"path"`  // the full request path
+	Host    string              `json:"host"`  // the Host the client asked for (host[:port])
 	Route   string              `json:"route"` // the matched route, e.g. "GET /networks/{id}"
 	Params  map[string]string   `json:"params"`
 	Query   map[string][]string `json:"query"`
