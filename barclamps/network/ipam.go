@@ -34,7 +34,7 @@ type Allocation struct {
 // address it is trying; an allocation whose node key does not point back
 // at it is left over from a crash and is reclaimed.
 func allocKey(network string, a netip.Addr) string { return "alloc/" + network + "/" + a.String() }
-func allocPrefix(network string) string           { return "alloc/" + network + "/" }
+func allocPrefix(network string) string            { return "alloc/" + network + "/" }
 func nodeKey(nodeID int64, network string) string {
 	return "node/" + strconv.FormatInt(nodeID, 10) + "/" + network
 }
