@@ -14,9 +14,9 @@ func init() {
 		Roles: []sdk.Role{
 			{Name: "crowbar-managed-node", Flags: []string{"discovery"}, Requires: []string{"network-admin"},
 				Description: "A node crowbar manages: bound to every node that is discovered or created; it gets an admin address"},
-			{Name: "crowbar-installed-node", Requires: []string{"crowbar-managed-node"},
+			{Name: "crowbar-installed-node", Requires: []string{"crowbar-managed-node", "provisioner-os-install"},
 				Description: "A node with an operating system installed by crowbar"},
-			{Name: "crowbar-admin-node", Flags: []string{"bootstrap"}, Requires: []string{"crowbar-managed-node"},
+			{Name: "crowbar-admin-node", Flags: []string{"bootstrap"}, Requires: []string{"crowbar-managed-node", "provisioner-server"},
 				Description: "The node the crowbar server runs on"},
 		},
 		// Hints: what an operator knows about a node before crowbar does.

@@ -156,9 +156,9 @@ func TestSeedWorkflows(t *testing.T) {
 			want(t, "admin address from the hint", code, 200, body, map[string]any{"value": "192.168.124.99/24"})
 
 			// Two discovered nodes for the second workflow.
-			for _, n := range []string{"78e3be198029.smoke.test", "d52-54-05-3f-00-00.smoke.test"} {
+			for n, mac := range map[string]string{"78e3be198029.smoke.test": "78:e3:be:19:80:29", "d52-54-05-3f-00-00.smoke.test": "52:54:05:3f:00:00"} {
 				code, body = seedCurl(t, base, key, "-X", "POST", "-H", seedJSON, "--url", u+"/api/v2/nodes", "-d",
-					`{"name": "`+n+`", "bootenv": "sledgehammer", "alive": true, "hint": {"admin_macs": ["52:54:05:3f:00:00"]}}`)
+					`{"name": "`+n+`", "bootenv": "sledgehammer", "alive": true, "hint": {"admin_macs": ["`+mac+`"]}}`)
 				want(t, "discover "+n, code, 201, body, nil)
 				code, body = seedCurl(t, base, key, "-X", "POST", "-H", seedJSON, "--url", u+"/api/v2/node_roles", "-d", `{"node": "`+n+`", "role": "crowbar-managed-node"}`)
 				want(t, "bind discovered", code, 201, body, nil)
@@ -181,16 +181,103 @@ func TestSeedWorkflows(t *testing.T) {
 			code, body = seedCurl(t, base, key, "-X", "POST", "-H", seedJSON, "--url", u+"/api/v2/node_roles", "-d", `{"node": "d52-54-05-3f-00-00.smoke.test", "role": "crowbar-installed-node"}`)
 			want(t, "bind installed-node", code, 201, body, map[string]any{"state": 4, "run_count": 0, "deployment_id": dep["deployment_id"],
 				"available": true, "runlog": "", "status": nil, "cohort": nil})
+			code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/nodes/d52-54-05-3f-00-00.smoke.test/attribs/provisioner-target_os", "-d", `{"value": "ubuntu-12.04"}`)
+			attrib := want(t, "target os", code, 200, body, map[string]any{"description": "The operating system to install on a node",
+				"writable": true, "value": "ubuntu-12.04", "name": "provisioner-target_os", "map": "crowbar/target_os",
+				"order": nil, "id": nil, "role_id": nil, "barclamp_id": nil, "created_at": nil, "updated_at": nil})
+			schema := attrib["schema"].(map[string]any)
+			if schema["type"] != "str" || schema["required"] != true || !containsAll(schema["enum"].([]any), "ubuntu-12.04", "redhat-6.5", "centos-6.5", "ubuntu-24.04", "debian-12", "rocky-9") {
+				t.Fatalf("target os schema: %v", schema)
+			}
+			code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/nodes/d52-54-05-3f-00-00.smoke.test/attribs/provisioner-target_os", "-d", `{"value": "windows-95"}`)
+			want(t, "target os outside the enum", code, 422, body, nil)
 			code, body = seedCurl(t, base, key, "-X", "PUT", "-H", seedJSON, "--url", u+"/api/v2/deployments/test1/commit")
 			want(t, "commit deployment", code, 200, body, map[string]any{"name": "test1", "system": false, "parent_id": 1, "state": nil})
+
+			// The install: the machine boots, fetches its script and answer
+			// file, installs, and calls back with its token.
+			install(t, base, key, "d52-54-05-3f-00-00.smoke.test", "52-54-05-3f-00-00", "ubuntu-12.04")
 			nrs := waitActive(t, base, key, "d52-54-05-3f-00-00.smoke.test")
-			if len(nrs) != 3 { // network-admin, crowbar-managed-node, crowbar-installed-node
+			if len(nrs) != 4 { // network-admin, crowbar-managed-node, provisioner-os-install, crowbar-installed-node
 				t.Fatalf("node-roles of the installed node: %v", nrs)
+			}
+			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/api/v2/nodes/d52-54-05-3f-00-00.smoke.test")
+			want(t, "installed node", code, 200, body, map[string]any{"bootenv": "local"})
+			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/network/v2/allocations?node=d52-54-05-3f-00-00.smoke.test")
+			if list, _ := body.([]any); code != 200 || len(list) != 1 || list[0].(map[string]any)["network"] != "admin" {
+				t.Fatalf("admin allocation of the installed node: %d %v", code, body)
 			}
 			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/api/v2/deployments/test1")
 			want(t, "deployment active", code, 200, body, map[string]any{"state": 2, "state_name": "active"})
 			code, body = seedCurl(t, base, key, "-X", "GET", "--url", u+"/api/v2/anneal")
 			want(t, "anneal", code, 200, body, map[string]any{"idle": true})
 		})
+	}
+}
+
+func containsAll(list []any, want ...string) bool {
+	have := map[any]bool{}
+	for _, v := range list {
+		have[v] = true
+	}
+	for _, w := range want {
+		if !have[w] {
+			return false
+		}
+	}
+	return true
+}
+
+// plainCurl fetches url as a booting machine does: no credentials.
+func plainCurl(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	out, err := exec.Command("curl", append([]string{"-sS", "-w", "\n%{http_code}"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl %v: %v\n%s", args, err, out)
+	}
+	text := string(out)
+	i := strings.LastIndex(text, "\n")
+	code, _ := strconv.Atoi(text[i+1:])
+	return code, text[:i]
+}
+
+// install plays the machine being installed: it waits for its install
+// script, fetches the preseed it names, and calls back with its token.
+func install(t *testing.T, base, key, node, mac, os string) {
+	t.Helper()
+	var script string
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(script, os) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never got an install script: %s", node, script)
+		}
+		time.Sleep(50 * time.Millisecond)
+		_, script = plainCurl(t, base+"/provisioner/v2/nodes/"+mac+"/ipxe")
+	}
+	if !strings.HasPrefix(script, "#!ipxe\n") {
+		t.Fatalf("not an iPXE script: %s", script)
+	}
+	i := strings.Index(script, base+"/provisioner/v2/nodes/")
+	if i < 0 {
+		t.Fatalf("the install script names no answer file on %s: %s", base, script)
+	}
+	answer := strings.Fields(script[i:])[0]
+	token := answer[strings.Index(answer, "token=")+len("token="):]
+	code, preseed := plainCurl(t, answer)
+	if code != 200 || !strings.Contains(preseed, "d-i mirror/suite string precise") || !strings.Contains(preseed, "d-i netcfg/hostname string "+node) {
+		t.Fatalf("preseed: %d\n%s", code, preseed)
+	}
+	code, _ = plainCurl(t, strings.Replace(answer, token, "wrong", 1))
+	if code != 401 {
+		t.Fatalf("preseed with a wrong token: %d", code)
+	}
+	id := strings.Split(strings.TrimPrefix(answer, base+"/provisioner/v2/nodes/"), "/")[0]
+	code, body := plainCurl(t, "-X", "PUT", "-H", "X-Provisioner-Token: "+token, base+"/provisioner/v2/nodes/"+id+"/installed")
+	if code != 200 {
+		t.Fatalf("callback: %d %s", code, body)
+	}
+	code, _ = plainCurl(t, "-X", "PUT", "-H", "X-Provisioner-Token: "+token, base+"/provisioner/v2/nodes/"+id+"/installed")
+	if code != 401 {
+		t.Fatalf("a second callback with the spent token: %d", code)
 	}
 }

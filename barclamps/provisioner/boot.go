@@ -1,0 +1,311 @@
+//go:build wasip1
+
+package main
+
+import (
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/crowbar-go/crowbar/sdk"
+)
+
+const ipxeType = "text/plain; charset=utf-8"
+
+// serverURL is how the machine reaches crowbar: the Host it asked for.
+func serverURL(r *sdk.Request) string {
+	if r.Host == "" {
+		return "http://localhost:3000"
+	}
+	return "http://" + r.Host
+}
+
+// filesURL is where kernels and initrds are: the settings' files_url, else
+// port 8091 of the server host (where OpenCrowbar served them).
+func filesURL(r *sdk.Request, s *Settings) string {
+	if s.FilesURL != "" {
+		return s.FilesURL
+	}
+	host := r.Host
+	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
+		host = h
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	return "http://" + host + ":8091"
+}
+
+// normalMAC turns 52-54-05-3F-00-00 or 525405... into 52:54:05:3f:00:00;
+// "" when s is not a MAC address.
+func normalMAC(s string) string {
+	s = strings.ToLower(strings.NewReplacer("-", "", ":", "", ".", "").Replace(s))
+	if len(s) != 12 {
+		return ""
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return ""
+		}
+	}
+	var b strings.Builder
+	for i := 0; i < 12; i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(s[i : i+2])
+	}
+	return b.String()
+}
+
+// macs returns a node's admin MACs (its hint-admin-macs), normalised.
+func macs(n *sdk.Node) []string {
+	var out []string
+	list, _ := n.Hint["admin_macs"].([]any)
+	for _, m := range list {
+		if s, ok := m.(string); ok {
+			if mac := normalMAC(s); mac != "" {
+				out = append(out, mac)
+			}
+		}
+	}
+	return out
+}
+
+func allNodes() ([]sdk.Node, error) {
+	var nodes []sdk.Node
+	return nodes, sdk.APIJSON("GET", "/api/v2/nodes", nil, &nodes)
+}
+
+// nodeByMAC finds the node whose admin MACs include mac.
+func nodeByMAC(mac string) (*sdk.Node, error) {
+	nodes, err := allNodes()
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes {
+		for _, m := range macs(&nodes[i]) {
+			if m == mac {
+				return &nodes[i], nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// adminNet is the admin network as the network barclamp describes it.
+type adminNet struct {
+	V4Prefix   string   `json:"v4prefix"`
+	Router     string   `json:"router"`
+	DNSServers []string `json:"dns_servers"`
+	Ranges     []struct {
+		Name, First string
+	} `json:"ranges"`
+}
+
+func loadAdminNet() (*adminNet, error) {
+	var n adminNet
+	return &n, sdk.APIJSON("GET", "/network/v2/networks/admin", nil, &n)
+}
+
+// adminAddresses maps node ids to their admin addresses.
+func adminAddresses() (map[int64]string, error) {
+	var allocs []struct {
+		NodeID  int64  `json:"node_id"`
+		Address string `json:"address"`
+	}
+	if err := sdk.APIJSON("GET", "/network/v2/allocations?network=admin", nil, &allocs); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]string, len(allocs))
+	for _, a := range allocs {
+		out[a.NodeID] = a.Address
+	}
+	return out, nil
+}
+
+// targetFor gathers what the templates need for node n.
+func targetFor(r *sdk.Request, n *sdk.Node, s *Settings) (*target, error) {
+	short, domain := splitName(n.Name)
+	t := &target{ID: n.ID, Name: n.Name, Short: short, Domain: domain, Server: serverURL(r),
+		Files: filesURL(r, s), Keys: s.AccessKeys, DNS: []string{}}
+	t.Callback = t.Server + "/provisioner/v2/nodes/" + itoa(n.ID) + "/installed"
+	addrs, err := adminAddresses()
+	if err != nil {
+		return nil, err
+	}
+	if a, ok := addrs[n.ID]; ok {
+		net, err := loadAdminNet()
+		if err != nil {
+			return nil, err
+		}
+		p, _ := netip.ParsePrefix(net.V4Prefix)
+		t.Address, t.Netmask, t.Gateway, t.DNS = a, netmask(p.Bits()), net.Router, net.DNSServers
+		if len(t.DNS) == 0 && net.Router != "" {
+			t.DNS = []string{net.Router}
+		}
+	}
+	return t, nil
+}
+
+// bootChain is the first script iPXE runs (named in DHCP).
+func bootChain(r *sdk.Request) *sdk.Response {
+	return sdk.Text(200, ipxeType, chainScript(serverURL(r)))
+}
+
+// ipxe answers a booting machine by its MAC: discovery for machines crowbar
+// does not know, then whatever its node's bootenv says.
+func ipxe(r *sdk.Request) *sdk.Response {
+	mac := normalMAC(r.Param("id"))
+	if mac == "" {
+		return sdk.Error(400, "'%s' is not a MAC address", r.Param("id"))
+	}
+	s, _, err := loadSettings()
+	if err != nil {
+		return sdk.Error(500, "provisioner: %v", err)
+	}
+	n, err := nodeByMAC(mac)
+	if err != nil {
+		return sdk.Error(502, "looking up %s: %v", mac, err)
+	}
+	if n == nil || n.Bootenv == "" || n.Bootenv == "sledgehammer" {
+		return sdk.Text(200, ipxeType, discoveryScript(serverURL(r), filesURL(r, s)))
+	}
+	env, ok := bootenvs[n.Bootenv]
+	if !ok || env.Kind == "local" {
+		return sdk.Text(200, ipxeType, localScript(n.Name))
+	}
+	in, _, err := loadInstall(n.ID)
+	if err != nil {
+		return sdk.Error(500, "provisioner store: %v", err)
+	}
+	if in == nil || in.Bootenv != env.Name {
+		// The bootenv says install, but no install was started by the
+		// annealer: boot the disk rather than wipe it.
+		return sdk.Text(200, ipxeType, localScript(n.Name))
+	}
+	t, err := targetFor(r, n, s)
+	if err != nil {
+		return sdk.Error(502, "%v", err)
+	}
+	t.Env, t.Token = env, in.Token
+	return sdk.Text(200, ipxeType, installScript(t))
+}
+
+// answerFile serves a node's preseed or kickstart to the holder of its
+// install token.
+func answerFile(kind string) sdk.HandlerFunc {
+	return func(r *sdk.Request) *sdk.Response {
+		id, fail := nodeID(r)
+		if fail != nil {
+			return fail
+		}
+		in, _, fail := authorize(r, id)
+		if fail != nil {
+			return fail
+		}
+		env := bootenvs[in.Bootenv]
+		if want := map[string]string{"debian": "preseed", "redhat": "kickstart"}[env.Family]; want != kind {
+			return sdk.Error(404, "%s installs with a %s, not a %s", env.OS, want, kind)
+		}
+		var n sdk.Node
+		if err := sdk.APIJSON("GET", "/api/v2/nodes/"+itoa(id), nil, &n); err != nil {
+			return sdk.Error(502, "%v", err)
+		}
+		s, _, err := loadSettings()
+		if err != nil {
+			return sdk.Error(500, "provisioner: %v", err)
+		}
+		t, err := targetFor(r, &n, s)
+		if err != nil {
+			return sdk.Error(502, "%v", err)
+		}
+		t.Env, t.Token = env, in.Token
+		if kind == "preseed" {
+			return sdk.Text(200, "text/plain; charset=utf-8", preseed(t))
+		}
+		return sdk.Text(200, "text/plain; charset=utf-8", kickstart(t))
+	}
+}
+
+// dhcp lists the reservations of nodes with an admin MAC and address, as
+// JSON, ?format=hostsfile (dnsmasq dhcp-hostsfile) or ?format=dnsmasq (a
+// configuration fragment).
+func dhcp(r *sdk.Request) *sdk.Response {
+	format := r.QueryValue("format")
+	if format != "" && format != "json" && format != "hostsfile" && format != "dnsmasq" {
+		return sdk.Error(400, "format must be json, hostsfile or dnsmasq, not '%s'", format)
+	}
+	s, _, err := loadSettings()
+	if err != nil {
+		return sdk.Error(500, "provisioner: %v", err)
+	}
+	if s.NextServer == "" {
+		net, err := loadAdminNet()
+		if err != nil {
+			return sdk.Error(502, "reading the admin network: %v", err)
+		}
+		for _, rg := range net.Ranges {
+			if rg.Name == "admin" {
+				s.NextServer = rg.First
+			}
+		}
+	}
+	nodes, err := allNodes()
+	if err != nil {
+		return sdk.Error(502, "%v", err)
+	}
+	addrs, err := adminAddresses()
+	if err != nil {
+		return sdk.Error(502, "%v", err)
+	}
+	out := []Reservation{}
+	seen := map[string]bool{}
+	for i := range nodes {
+		a, ok := addrs[nodes[i].ID]
+		if !ok {
+			continue
+		}
+		short, _ := splitName(nodes[i].Name)
+		for _, mac := range macs(&nodes[i]) {
+			if seen[mac] {
+				sdk.Log(sdk.LevelWarn, "two nodes claim one MAC; the first keeps the reservation", "mac", mac, "node", nodes[i].Name)
+				continue
+			}
+			seen[mac] = true
+			out = append(out, Reservation{MAC: mac, Address: a, Hostname: short, Node: nodes[i].Name,
+				NextServer: s.NextServer, BootFile: s.BootFile})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].MAC < out[j].MAC })
+	switch format {
+	case "hostsfile":
+		return sdk.Text(200, "text/plain; charset=utf-8", hostsfile(out))
+	case "dnsmasq":
+		return sdk.Text(200, "text/plain; charset=utf-8", dnsmasqConf(out, s, serverURL(r)))
+	}
+	return sdk.JSON(200, out)
+}
+
+// showNode is the operator's view of a node's provisioning, token
+// included (for debugging an install by hand).
+func showNode(r *sdk.Request) *sdk.Response {
+	var n sdk.Node
+	if err := sdk.APIJSON("GET", "/api/v2/nodes/"+r.Param("id"), nil, &n); err != nil {
+		if api, ok := err.(*sdk.APIError); ok {
+			return sdk.Error(api.Status, "%s", api.Message)
+		}
+		return sdk.Error(502, "%v", err)
+	}
+	in, _, err := loadInstall(n.ID)
+	if err != nil {
+		return sdk.Error(500, "provisioner store: %v", err)
+	}
+	out := map[string]any{"node_id": n.ID, "name": n.Name, "bootenv": n.Bootenv, "macs": macs(&n), "install": in}
+	if r.Caller == nil || r.Caller.Role == "reader" {
+		if in != nil {
+			out["install"] = map[string]any{"node_role_id": in.NodeRoleID, "bootenv": in.Bootenv}
+		}
+	}
+	return sdk.JSON(200, out)
+}
