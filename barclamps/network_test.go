@@ -291,4 +291,3 @@ func TestReclaimMissedDelete(t *testing.T) {
 		}
 	})
 }
-
