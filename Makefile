@@ -9,7 +9,7 @@ PKGS    := ./...
 BARCLAMPS := $(patsubst barclamps/%/,%,$(sort $(dir $(wildcard barclamps/*/main.go))))
 WASM      := $(patsubst %,barclamps/dist/%.wasm,$(BARCLAMPS))
 
-.PHONY: all build barclamps run test vet fmt-check bench clean
+.PHONY: all build barclamps run test test-tools vet fmt-check bench clean
 
 all: build
 
@@ -27,8 +27,19 @@ run: build
 	./$(BIN) server --data-dir $(DATA)
 
 ## test: vet, format check and the whole suite (PostgreSQL half when CROWBAR_TEST_POSTGRES is set)
-test: barclamps vet fmt-check
+test: barclamps test-tools vet fmt-check
 	$(GO) test $(RACE) -count=1 $(PKGS)
+
+## test-tools: the system tools tests check generated files with (dnsmasq, debconf), installed when missing
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-tools:
+	@missing=""; \
+	command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing="$$missing dnsmasq-base"; \
+	command -v debconf-set-selections >/dev/null 2>&1 || missing="$$missing debconf"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (the provisioner tests check generated files with them)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 ## vet: the host packages, then the guest side (SDK with its examples, barclamps, test guests) as wasip1
 vet:
