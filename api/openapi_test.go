@@ -57,6 +57,9 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		}
 	}
 	for path, ops := range doc.Paths {
+		if !strings.HasPrefix(path, "/api/") && path != "/health" {
+			continue // a barclamp's route: barclamps/openapi_test.go checks those
+		}
 		for m := range ops {
 			if m != "parameters" && !served[m+" "+path] {
 				t.Errorf("openapi.yaml describes %s %s, which the server does not serve", strings.ToUpper(m), path)
