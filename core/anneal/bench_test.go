@@ -8,13 +8,39 @@ import (
 
 	"github.com/crowbar-go/crowbar/core/anneal"
 	"github.com/crowbar-go/crowbar/core/anneal/annealtest"
+	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
+	"github.com/crowbar-go/crowbar/plugins"
+	"github.com/crowbar-go/crowbar/plugins/pluginstest"
 )
 
 // BenchmarkConverge10k: 1,000 nodes × a 10-role chain (10,000 node-roles),
 // committed, from the annealer's start to all ACTIVE with the noop jig.
-func BenchmarkConverge10k(b *testing.B) {
+func BenchmarkConverge10k(b *testing.B) { benchConverge(b, "noop", nil) }
+
+// BenchmarkConverge10kWasm is the same with every node-role run by a wasm
+// hook (plugins/testdata/chain, a pool of 4 instances): 10,000 calls into
+// the barclamp.
+func BenchmarkConverge10kWasm(b *testing.B) {
+	benchConverge(b, "wasm", func(st *store.Store) anneal.Jig {
+		host := pluginstest.Host(b, st, plugins.Config{PoolSize: 4})
+		m, err := host.Compile(context.Background(), "chain", pluginstest.Build(b, "plugins/testdata/chain"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return anneal.WasmJig(oneModule{m})
+	})
+}
+
+// oneModule serves a single compiled module as the loaded barclamps.
+type oneModule struct{ m barclamp.Module }
+
+func (o oneModule) Get(name string) (*barclamp.Active, bool) {
+	return &barclamp.Active{Module: o.m}, name == o.m.Manifest().Name
+}
+
+func benchConverge(b *testing.B, jig string, wasm func(*store.Store) anneal.Jig) {
 	dbs := map[string]string{"sqlite": ""}
 	if pg := storetest.PostgresDSN(b); pg != "" {
 		dbs["postgres"] = pg
@@ -30,8 +56,12 @@ func BenchmarkConverge10k(b *testing.B) {
 					d = storetest.PostgresDSN(b)
 				}
 				st := storetest.Open(b, d)
-				total := annealtest.SeedChain(b, st.DB, 1000, 10, "noop")
-				ann := anneal.New(st.DB, anneal.Config{Workers: 64, Postgres: st.Dialect == store.Postgres})
+				total := annealtest.SeedChain(b, st.DB, 1000, 10, jig)
+				cfg := anneal.Config{Workers: 64, Postgres: st.Dialect == store.Postgres}
+				if wasm != nil {
+					cfg.Jigs = map[string]anneal.Jig{"wasm": wasm(st)}
+				}
+				ann := anneal.New(st.DB, cfg)
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan struct{})
 				b.StartTimer()
