@@ -2,7 +2,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -26,11 +25,11 @@ func main() {
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "crowbar:", err)
-		var ue usageError
-		if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown ") || strings.Contains(err.Error(), "flag") {
-			os.Exit(exitUsage)
+		code := exitCode(err)
+		if code == exitFailure && (strings.HasPrefix(err.Error(), "unknown ") || strings.Contains(err.Error(), "flag")) {
+			code = exitUsage // cobra's own usage errors
 		}
-		os.Exit(exitFailure)
+		os.Exit(code)
 	}
 }
 
@@ -42,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServerCmd(), newBarclampCmd())
+	newClientCmds(root)
 	return root
 }
 
