@@ -45,12 +45,23 @@ func newClientCmds(root *cobra.Command) {
 	cmds = append(cmds, newTokenCmd(o), newAnnealCmd(o), newEventsCmd(o))
 	for _, c := range cmds {
 		o.addFlags(c)
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = groupRun
 		c.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 			o.out, o.errOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			return applyEnv(cmd.Flags())
 		}
 		root.AddCommand(c)
 	}
+}
+
+// groupRun answers a group command ("crowbar nodes"): its help, or a usage
+// error for a subcommand it does not have.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("unknown command %q for %q; see %s --help", args[0], cmd.CommandPath(), cmd.CommandPath())}
+	}
+	return cmd.Help()
 }
 
 func newTokenCmd(o *cliOptions) *cobra.Command {

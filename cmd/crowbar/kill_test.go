@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -21,10 +20,7 @@ import (
 // it, and checks that every node-role ends ACTIVE and that only the runs in
 // flight at the kill ran a second time.
 func TestKill9MidAnnealLosesNothing(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "crowbar")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testBinary(t)
 	const workers = 8
 	for _, db := range storetest.Databases(t) {
 		t.Run(string(db.Dialect), func(t *testing.T) {
@@ -44,7 +40,7 @@ func TestKill9MidAnnealLosesNothing(t *testing.T) {
 				ln, _ := net.Listen("tcp", "127.0.0.1:0")
 				addr := ln.Addr().String()
 				ln.Close()
-				cmd := exec.Command(bin, "server", "--data-dir", dir, "--database", db.DSN, "--listen", addr,
+				cmd := exec.Command(bin, "server", "--data-dir", dir, "--wasm-cache", sharedWasmCache, "--database", db.DSN, "--listen", addr,
 					"--log-level", "error", "--anneal-workers", "8", "--anneal-lease", "2s")
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)

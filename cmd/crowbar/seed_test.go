@@ -16,6 +16,10 @@ import (
 	"github.com/crowbar-go/crowbar/core/store/storetest"
 )
 
+// sharedWasmCache keeps compiled barclamps across the tests' servers (and
+// test runs), as an operator's data dir keeps them across restarts.
+var sharedWasmCache = filepath.Join(os.TempDir(), "crowbar-test-wasm-cache")
+
 // seedServer runs crowbar server in-process on dsn and returns its base URL
 // and the install key; it stops with the test.
 func seedServer(t *testing.T, dsn string) (base, key string) {
@@ -28,7 +32,7 @@ func seedServer(t *testing.T, dsn string) (base, key string) {
 	}
 	dir := t.TempDir()
 	addrc := make(chan net.Addr, 1)
-	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, database: dsn, logLevel: "warn", logFormat: "text",
+	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, database: dsn, wasmCache: sharedWasmCache, logLevel: "warn", logFormat: "text",
 		maxBody: 1 << 20, shutdownTimeout: 10 * time.Second, realm: "crowbar", digestAlgorithms: []string{"SHA-256", "MD5"},
 		nonceTTL: 5 * time.Minute, annealWorkers: 8, annealLease: 30 * time.Second, onListen: func(a net.Addr) { addrc <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -156,7 +160,8 @@ func TestSeedWorkflows(t *testing.T) {
 			want(t, "admin address from the hint", code, 200, body, map[string]any{"value": "192.168.124.99/24"})
 
 			// Two discovered nodes for the second workflow.
-			for n, mac := range map[string]string{"78e3be198029.smoke.test": "78:e3:be:19:80:29", "d52-54-05-3f-00-00.smoke.test": "52:54:05:3f:00:00"} {
+			for _, nm := range [][2]string{{"78e3be198029.smoke.test", "78:e3:be:19:80:29"}, {"d52-54-05-3f-00-00.smoke.test", "52:54:05:3f:00:00"}} {
+				n, mac := nm[0], nm[1]
 				code, body = seedCurl(t, base, key, "-X", "POST", "-H", seedJSON, "--url", u+"/api/v2/nodes", "-d",
 					`{"name": "`+n+`", "bootenv": "sledgehammer", "alive": true, "hint": {"admin_macs": ["`+mac+`"]}}`)
 				want(t, "discover "+n, code, 201, body, nil)

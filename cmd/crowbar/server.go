@@ -28,6 +28,7 @@ type serverOptions struct {
 	listen          string
 	database        string
 	dataDir         string
+	wasmCache       string
 	logLevel        string
 	logFormat       string
 	maxBody         int64
@@ -88,6 +89,7 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.StringVar(&o.realm, "realm", "crowbar", "HTTP Digest realm (changing it needs new passwords)")
 	f.StringSliceVar(&o.digestAlgorithms, "digest-algorithms", []string{auth.SHA256, auth.MD5}, "digest algorithms offered, in order")
 	f.DurationVar(&o.nonceTTL, "nonce-ttl", 5*time.Minute, "how long a digest nonce is good for before stale=true")
+	f.StringVar(&o.wasmCache, "wasm-cache", "", "directory of compiled barclamp modules (default <data-dir>/wasm-cache); safe to share and to delete")
 	f.StringVar(&o.installKey, "install-key", "", "path of the install key file (default <data-dir>/crowbar.install.key)")
 	f.BoolVar(&o.resetAdminKey, "reset-admin-key", false, "give the install user a new password and rewrite the install key, then serve")
 	f.StringSliceVar(&o.jwtPublicKeys, "jwt-public-key", nil, "PEM file of a public key (or certificate) trusted to sign bearer tokens; repeatable")
@@ -168,7 +170,7 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	if err != nil {
 		return err
 	}
-	host, err := plugins.New(ctx, plugins.Config{CacheDir: filepath.Join(o.dataDir, "wasm-cache"), PoolSize: o.wasmPool,
+	host, err := plugins.New(ctx, plugins.Config{CacheDir: o.wasmCacheDir(), PoolSize: o.wasmPool,
 		MemoryMiB: o.wasmMemoryMiB, HTTPTimeout: o.wasmHTTPTimeout, HookTimeout: o.wasmHookTimeout,
 		Logger: log, KV: barclamp.NewKV(st.DB)})
 	if err != nil {
@@ -287,4 +289,11 @@ func newAuth(ctx context.Context, o *serverOptions, st *store.Store, log hclog.L
 		log.Info("install key", "path", keyPath)
 	}
 	return svc, nil
+}
+
+func (o *serverOptions) wasmCacheDir() string {
+	if o.wasmCache != "" {
+		return o.wasmCache
+	}
+	return filepath.Join(o.dataDir, "wasm-cache")
 }
