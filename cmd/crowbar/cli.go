@@ -103,6 +103,14 @@ func (o *cliOptions) client() (*client.Client, error) {
 
 // run sets up a context with the timeout and a client, then calls fn.
 func (o *cliOptions) run(fn func(ctx context.Context, c *client.Client) error) error {
+	return o.runWithin(func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), o.timeout)
+	}, fn)
+}
+
+// runWithin checks the flags, builds the client and calls fn with the
+// context newCtx makes (a longer wait, or until a signal).
+func (o *cliOptions) runWithin(newCtx func() (context.Context, context.CancelFunc), fn func(ctx context.Context, c *client.Client) error) error {
 	if err := o.check(); err != nil {
 		return err
 	}
@@ -110,7 +118,7 @@ func (o *cliOptions) run(fn func(ctx context.Context, c *client.Client) error) e
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	ctx, cancel := newCtx()
 	defer cancel()
 	return fn(ctx, c)
 }

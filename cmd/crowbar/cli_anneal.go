@@ -96,17 +96,10 @@ func newAnnealCmd(o *cliOptions) *cobra.Command {
 			"It exits 0 then; 1 as soon as one is in ERROR (naming it) or when --for runs out (naming what is left).\n" +
 			"Proposed node-roles are not waited for: commit them first.",
 		Example: "  crowbar anneal wait --deployment test1 --for 30m", Args: args(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.check(); err != nil {
-				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), w.limit)
-			defer cancel()
-			return w.run(ctx, c, o)
+		RunE: func(*cobra.Command, []string) error {
+			return o.runWithin(func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), w.limit)
+			}, func(ctx context.Context, c *client.Client) error { return w.run(ctx, c, o) })
 		}}
 	wait.Flags().StringVar(&w.deployment, "deployment", "", "only this deployment's node-roles")
 	wait.Flags().StringVar(&w.node, "node", "", "only this node's node-roles")
@@ -246,30 +239,8 @@ func newEventsCmd(o *cliOptions) *cobra.Command {
 	tail := &cobra.Command{Use: "tail", Short: "Print state changes as they happen, one line each (Ctrl-C stops)",
 		Example: "  crowbar events tail --deployment test1\n  crowbar events tail --format json | jq .", Args: args(),
 		RunE: func(*cobra.Command, []string) error {
-			if err := o.check(); err != nil {
-				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			ctx, stop := signalContext()
-			defer stop()
-			return c.Events(ctx, f, func(e client.Event) error {
-				if o.format == "json" {
-					b, _ := json.Marshal(e)
-					_, err := fmt.Fprintln(o.out, string(b))
-					return err
-				}
-				line := fmt.Sprintf("%s %s %d %s", e.At, e.Type, e.ID, e.StateName)
-				if e.Type == "node_role" {
-					line = fmt.Sprintf("%s node_role %d %s %s %s", e.At, e.ID, e.Node, e.Role, e.StateName)
-				}
-				if e.Runlog != "" && e.StateName == "error" {
-					line += ": " + strings.SplitN(e.Runlog, "\n", 2)[0]
-				}
-				_, err := fmt.Fprintln(o.out, line)
-				return err
+			return o.runWithin(signalContext, func(ctx context.Context, c *client.Client) error {
+				return c.Events(ctx, f, o.printEvent)
 			})
 		}}
 	tail.Flags().StringVar(&f.Node, "node", "", "only this node's events")
@@ -277,4 +248,22 @@ func newEventsCmd(o *cliOptions) *cobra.Command {
 	tail.Flags().StringVar(&f.Role, "role", "", "only this role's events")
 	cmd.AddCommand(tail)
 	return cmd
+}
+
+// printEvent writes one event: a line for people, or JSON with --format json.
+func (o *cliOptions) printEvent(e client.Event) error {
+	if o.format == "json" {
+		b, _ := json.Marshal(e)
+		_, err := fmt.Fprintln(o.out, string(b))
+		return err
+	}
+	line := fmt.Sprintf("%s %s %d %s", e.At, e.Type, e.ID, e.StateName)
+	if e.Type == "node_role" {
+		line = fmt.Sprintf("%s node_role %d %s %s %s", e.At, e.ID, e.Node, e.Role, e.StateName)
+	}
+	if e.Runlog != "" && e.StateName == "error" {
+		line += ": " + strings.SplitN(e.Runlog, "\n", 2)[0]
+	}
+	_, err := fmt.Fprintln(o.out, line)
+	return err
 }
