@@ -192,6 +192,22 @@ func TestCLISeedCommands(t *testing.T) {
 				t.Fatalf("wrong password: %d %s", code, errOut)
 			}
 
+			// anneal wait names what failed, and what is left when time runs out.
+			c.ok("nodes", "create", `{"name": "stray.example.com", "alive": true, "hint": {"admin_v4addr": "10.9.9.9/24"}}`)
+			c.ok("roles", "bind", "crowbar-managed-node", "to", "stray.example.com")
+			c.ok("nodes", "commit", "stray.example.com")
+			if _, errOut, code := c.run("anneal", "wait", "--node", "stray.example.com", "--for", "60s"); code != exitFailure ||
+				!strings.Contains(errOut, "network-admin on stray.example.com is error") || !strings.Contains(errOut, "outside network 'admin'") {
+				t.Fatalf("anneal wait on an ERROR: %d\n%s", code, errOut)
+			}
+			c.ok("nodes", "create", `{"name": "slow.example.com", "alive": true, "hint": {"admin_macs": ["52:54:00:aa:bb:cc"]}}`)
+			c.ok("roles", "bind", "crowbar-installed-node", "to", "slow.example.com")
+			c.ok("nodes", "commit", "slow.example.com")
+			if _, errOut, code := c.run("anneal", "wait", "--node", "slow.example.com", "--for", "3s"); code != exitFailure ||
+				!strings.Contains(errOut, "gave up after 3s") || !strings.Contains(errOut, "provisioner-os-install on slow.example.com") {
+				t.Fatalf("anneal wait running out of time: %d\n%s", code, errOut)
+			}
+
 			// events tail: one line per event, filtered.
 			tail := exec.Command(c.bin, "events", "tail", "--node", "tailed.example.com")
 			tail.Env = c.env
