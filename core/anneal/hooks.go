@@ -57,7 +57,7 @@ type Hooks struct {
 	cond    *sync.Cond
 	queues  [][]hookCall
 	closed  bool
-	pending sync.WaitGroup
+	pending int // queued or running calls
 }
 
 // hookWorkers is how many notification calls run at once.
@@ -148,13 +148,20 @@ func (h *Hooks) enqueue(c hookCall) {
 		h.log.Warn("server stopping; notification dropped", "hook", c.hook)
 		return
 	}
-	h.pending.Add(1)
+	h.pending++
 	h.queues[q] = append(h.queues[q], c)
 	h.cond.Broadcast()
 }
 
-// Wait returns when every queued call has been made; tests use it.
-func (h *Hooks) Wait() { h.pending.Wait() }
+// Wait returns when every queued call has been made; tests use it. Calls
+// queued while it waits are waited for too.
+func (h *Hooks) Wait() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for h.pending > 0 {
+		h.cond.Wait()
+	}
+}
 
 // Run makes queued calls until ctx ends, then makes the ones still queued
 // (each bounded by the barclamp's hook deadline) and returns.
@@ -184,7 +191,10 @@ func (h *Hooks) Run(ctx context.Context) {
 				h.queues[q] = h.queues[q][1:]
 				h.mu.Unlock()
 				h.call(context.WithoutCancel(ctx), c)
-				h.pending.Done()
+				h.mu.Lock()
+				h.pending--
+				h.cond.Broadcast()
+				h.mu.Unlock()
 			}
 		}()
 	}
