@@ -237,7 +237,7 @@ func newEventsCmd(o *cliOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "events", Short: "The event stream"}
 	var f client.EventFilter
 	tail := &cobra.Command{Use: "tail", Short: "Print state changes as they happen, one line each (Ctrl-C stops)",
-		Example: "  crowbar events tail --deployment test1\n  crowbar events tail --format json | jq .", Args: args(),
+		Example: "  crowbar events tail --deployment test1 --format table\n  crowbar events tail | jq .state_name", Args: args(),
 		RunE: func(*cobra.Command, []string) error {
 			return o.runWithin(signalContext, func(ctx context.Context, c *client.Client) error {
 				return c.Events(ctx, f, o.printEvent)
@@ -250,7 +250,8 @@ func newEventsCmd(o *cliOptions) *cobra.Command {
 	return cmd
 }
 
-// printEvent writes one event: a line for people, or JSON with --format json.
+// printEvent writes one event: JSON on one line, or a line for people with
+// --format table.
 func (o *cliOptions) printEvent(e client.Event) error {
 	if o.format == "json" {
 		b, _ := json.Marshal(e)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,30 +210,34 @@ func TestCLISeedCommands(t *testing.T) {
 			}
 
 			// events tail: one line per event, filtered.
-			tail := exec.Command(c.bin, "events", "tail", "--node", "tailed.example.com")
+			tail := exec.Command(c.bin, "events", "tail", "--node", "tailed.example.com", "--format", "table")
 			tail.Env = c.env
 			stdout, _ := tail.StdoutPipe()
 			if err := tail.Start(); err != nil {
 				t.Fatal(err)
 			}
-			defer tail.Process.Kill()          //nolint:errcheck
-			time.Sleep(300 * time.Millisecond) // subscribed
-			c.ok("nodes", "create", `{"name": "tailed.example.com", "alive": true}`)
-			c.ok("roles", "bind", "crowbar-managed-node", "to", "tailed.example.com")
-			lines := make(chan string)
+			defer tail.Process.Kill() //nolint:errcheck
+			lines := make(chan string, 16)
 			go func() {
 				sc := bufio.NewScanner(stdout)
 				for sc.Scan() {
 					lines <- sc.Text()
 				}
 			}()
-			select {
-			case l := <-lines:
-				if !strings.Contains(l, "node_role") || !strings.Contains(l, "tailed.example.com") || !strings.Contains(l, "proposed") {
-					t.Fatalf("event line: %q", l)
+			c.ok("nodes", "create", `{"name": "tailed.example.com"}`)
+			// The stream may not be subscribed yet: bind and unbind until a
+			// line arrives (each bind is a "proposed" event).
+			var line string
+			for i := 0; i < 20 && line == ""; i++ {
+				nr := c.ok("roles", "bind", "network-admin", "to", "tailed.example.com")
+				select {
+				case line = <-lines:
+				case <-time.After(time.Second):
+					c.ok("node_roles", "destroy", fmt.Sprint(field(t, nr, "id")))
 				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("events tail printed nothing")
+			}
+			if !strings.Contains(line, "node_role") || !strings.Contains(line, "tailed.example.com network-admin proposed") {
+				t.Fatalf("event line: %q", line)
 			}
 		})
 	}
