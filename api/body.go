@@ -298,3 +298,22 @@ func decodeStrict(r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// readOne reads a body that must hold exactly the field key, as
+// {"value": …} or {"node": …}: another field is a 400, a missing one a 422.
+func readOne(r *http.Request, key string, fs fieldSet, refs []Ref) (json.RawMessage, error) {
+	body, err := readBody(r, fs, refs)
+	if err != nil {
+		return nil, err
+	}
+	for k := range body {
+		if k != key {
+			return nil, model.BadRequest("unknown field '%s'; send {\"%s\": …}", k, key)
+		}
+	}
+	raw, ok := body[key]
+	if !ok {
+		return nil, model.Invalid(key, "is required")
+	}
+	return raw, nil
+}

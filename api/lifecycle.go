@@ -299,20 +299,9 @@ func (s *Server) nodeAttrib(w http.ResponseWriter, r *http.Request) {
 
 // setNodeAttrib answers PUT /nodes/:id/attribs/:attrib {"value": …}.
 func (s *Server) setNodeAttrib(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, fieldSet{"value": {name: "value", typ: reflect.TypeOf("")}}, nil)
+	raw, err := readOne(r, "value", fieldSet{"value": {name: "value", typ: reflect.TypeOf("")}}, nil)
 	if err != nil {
 		writeError(w, r, "attrib", err)
-		return
-	}
-	for k := range body {
-		if k != "value" {
-			writeError(w, r, "attrib", model.BadRequest("unknown field '%s'; send {\"value\": …}", k))
-			return
-		}
-	}
-	raw, ok := body["value"]
-	if !ok {
-		writeError(w, r, "attrib", model.Invalid("value", "is required"))
 		return
 	}
 	var out *nodeAttribValue

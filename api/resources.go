@@ -154,20 +154,9 @@ func (s *Server) nestedList(kind, table string, scope func(id int64) func(*gorm.
 func (s *Server) addGroupNode(w http.ResponseWriter, r *http.Request) {
 	nodeKey := mux.Vars(r)["node"]
 	if nodeKey == "" {
-		body, err := readBody(r, fieldSet{}, []Ref{refNode})
+		raw, err := readOne(r, "node", fieldSet{}, []Ref{refNode})
 		if err != nil {
 			writeError(w, r, "node", err)
-			return
-		}
-		for k := range body {
-			if k != "node" {
-				writeError(w, r, "node", model.BadRequest("unknown field '%s'; send {\"node\": name-or-id}", k))
-				return
-			}
-		}
-		raw, ok := body["node"]
-		if !ok {
-			writeError(w, r, "node", model.Invalid("node", "is required"))
 			return
 		}
 		if err := jsonString(raw, &nodeKey); err != nil {
