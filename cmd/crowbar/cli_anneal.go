@@ -68,7 +68,7 @@ func newTokenCmd(o *cliOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Bearer tokens"}
 	var validity int
 	create := simple(o, "create", "Mint a bearer token with your digest credentials", "  crowbar token create --validity 3600",
-		args(), func(ctx context.Context, c *client.Client, _ []string) (any, error) {
+		args(), noJSON, func(ctx context.Context, c *client.Client, _ []string, _ client.Object) (any, error) {
 			return c.CreateToken(ctx, validity)
 		})
 	create.Flags().IntVar(&validity, "validity", 3600, "seconds the token is valid (1–3600)")
@@ -78,8 +78,8 @@ func newTokenCmd(o *cliOptions) *cobra.Command {
 
 func newAnnealCmd(o *cliOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "anneal", Short: "The annealer: status, and waiting for convergence"}
-	cmd.AddCommand(simple(o, "status", "Counts of node-roles by state, runs in flight, idle", "  crowbar anneal status", args(),
-		func(ctx context.Context, c *client.Client, _ []string) (any, error) {
+	cmd.AddCommand(simple(o, "status", "Counts of node-roles by state, runs in flight, idle", "  crowbar anneal status", args(), noJSON,
+		func(ctx context.Context, c *client.Client, _ []string, _ client.Object) (any, error) {
 			st, err := c.AnnealStatus(ctx)
 			if err != nil || o.format == "json" {
 				return st, err
@@ -97,6 +97,9 @@ func newAnnealCmd(o *cliOptions) *cobra.Command {
 			"Proposed node-roles are not waited for: commit them first.",
 		Example: "  crowbar anneal wait --deployment test1 --for 30m", Args: args(),
 		RunE: func(*cobra.Command, []string) error {
+			if w.limit <= 0 || w.every <= 0 {
+				return usageError{fmt.Errorf("--for and --poll must be positive durations (got %s and %s)", w.limit, w.every)}
+			}
 			return o.runWithin(func() (context.Context, context.CancelFunc) {
 				return context.WithTimeout(context.Background(), w.limit)
 			}, func(ctx context.Context, c *client.Client) error { return w.run(ctx, c, o) })

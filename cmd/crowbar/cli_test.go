@@ -266,6 +266,9 @@ func TestCLIBadUsage(t *testing.T) {
 		{[]string{"nodes", "list", "--bogus"}, "unknown flag"},
 		{[]string{"barclamps", "install", "/nonexistent.wasm"}, "no such file"},
 		{[]string{"barclamps", "enable", "hello", "on", "test1"}, `expected "in"`},
+		{[]string{"anneal", "wait", "--poll", "0s"}, "must be positive durations"},
+		{[]string{"anneal", "wait", "--for", "-1m"}, "must be positive durations"},
+		{[]string{"node_roles", "update", "25", "{"}, "is not a JSON object"},
 	} {
 		_, errOut, code := c.run(tc.args...)
 		if code != exitUsage || !strings.Contains(errOut, tc.says) {
