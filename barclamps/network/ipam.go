@@ -289,9 +289,34 @@ func deallocateNode(node int64) error {
 	return nil
 }
 
+// nodeAllocations reads one node's allocations through its node keys
+// rather than every allocation.
+func nodeAllocations(network string, node int64) ([]*Allocation, error) {
+	entries, err := sdk.KVList(nodePrefix(node))
+	if err != nil {
+		return nil, err
+	}
+	out := []*Allocation{}
+	for _, e := range entries {
+		net := strings.TrimPrefix(e.Key, nodePrefix(node))
+		if network != "" && net != network {
+			continue
+		}
+		if al, _, err := held(net, node); err != nil {
+			return nil, err
+		} else if al != nil {
+			out = append(out, al)
+		}
+	}
+	return out, nil
+}
+
 // listAllocations returns allocations, optionally of one network and one
 // node, by network then address.
 func listAllocations(network string, node int64) ([]*Allocation, error) {
+	if node != 0 {
+		return nodeAllocations(network, node)
+	}
 	prefix := "alloc/"
 	if network != "" {
 		prefix = allocPrefix(network)

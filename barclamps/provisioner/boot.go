@@ -108,13 +108,18 @@ func loadAdminNet() (*adminNet, error) {
 	return &n, sdk.APIJSON("GET", "/network/v2/networks/admin", nil, &n)
 }
 
-// adminAddresses maps node ids to their admin addresses.
-func adminAddresses() (map[int64]string, error) {
+// adminAddresses maps node ids to their admin addresses: of every node, or
+// of node id alone when id is not 0.
+func adminAddresses(id int64) (map[int64]string, error) {
 	var allocs []struct {
 		NodeID  int64  `json:"node_id"`
 		Address string `json:"address"`
 	}
-	if err := sdk.APIJSON("GET", "/network/v2/allocations?network=admin", nil, &allocs); err != nil {
+	path := "/network/v2/allocations?network=admin"
+	if id != 0 {
+		path += "&node=" + itoa(id)
+	}
+	if err := sdk.APIJSON("GET", path, nil, &allocs); err != nil {
 		return nil, err
 	}
 	out := make(map[int64]string, len(allocs))
@@ -130,7 +135,7 @@ func targetFor(r *sdk.Request, n *sdk.Node, s *Settings) (*target, error) {
 	t := &target{ID: n.ID, Name: n.Name, Short: short, Domain: domain, Server: serverURL(r),
 		Files: filesURL(r, s), Keys: s.AccessKeys, DNS: []string{}}
 	t.Callback = t.Server + "/provisioner/v2/nodes/" + itoa(n.ID) + "/installed"
-	addrs, err := adminAddresses()
+	addrs, err := adminAddresses(n.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +260,7 @@ func dhcp(r *sdk.Request) *sdk.Response {
 	if err != nil {
 		return sdk.Error(502, "%v", err)
 	}
-	addrs, err := adminAddresses()
+	addrs, err := adminAddresses(0)
 	if err != nil {
 		return sdk.Error(502, "%v", err)
 	}
