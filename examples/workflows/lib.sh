@@ -12,7 +12,9 @@ CROWBAR="${CROWBAR:-crowbar}"
 # expect WHAT REGEX TEXT: TEXT must match REGEX (grep -E), or the script
 # stops and shows it.
 expect() {
-  if ! printf '%s' "$3" | grep -Eq -- "$2"; then
+  # A here-string, not a pipe: with pipefail, grep -q closing the pipe
+  # early would fail the writer and turn a match into a miss.
+  if ! grep -Eq -- "$2" <<<"$3"; then
     printf 'FAIL: %s: expected /%s/ in:\n%s\n' "$1" "$2" "$3" >&2
     exit 1
   fi
