@@ -22,7 +22,7 @@ var openPaths = map[string]bool{"/health": true}
 // permits it, and puts the caller in the request context.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if openPaths[r.URL.Path] || s.isOpenBarclampRoute(r) {
+		if openPaths[r.URL.Path] || agentPaths[r.URL.Path] || s.isOpenBarclampRoute(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -53,6 +53,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 func permits(c *auth.Caller, r *http.Request) error {
 	p := r.URL.Path
 	if p == "/api/v2/tokens" {
+		return nil
+	}
+	if p == "/api/v2/join_tokens" || strings.HasPrefix(p, "/api/v2/join_tokens/") {
+		// A join token makes nodes whose agents run commands as root.
+		if c.Role != auth.RoleAdmin {
+			return &auth.Error{Kind: auth.Forbidden, User: c.Username,
+				Message: "user \"" + c.Username + "\" (role " + string(c.Role) + ") may not manage join tokens: that needs the admin role"}
+		}
 		return nil
 	}
 	return auth.Permits(c, r.Method, p == "/api/v2/users" || strings.HasPrefix(p, "/api/v2/users/"))

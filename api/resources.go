@@ -48,7 +48,7 @@ func (srv *Server) newResources(s *store.Store) resources {
 			Refs:    []Ref{refDeployment, refTargetRole},
 			Changed: func(*model.Node) { srv.annealer.Kick() }, // alive, available or deployment may have changed
 			Created: func(n *model.Node) { srv.hooks.Node("on_node_create", n) },
-			Deleted: func(n *model.Node) { srv.hooks.Node("on_node_delete", n) },
+			Deleted: func(n *model.Node) { srv.hooks.Node("on_node_delete", n); srv.transport.Forget(n.ID) },
 		}).init(s),
 		deployments: (&Resource[model.Deployment]{
 			Type: "deployment", Path: "deployments", NameCol: "name", Ops: CRUD,
@@ -106,6 +106,7 @@ func (s *Server) mountV2(r prefixed) {
 	res.nodeRoles.Mount(r)
 	res.users.Mount(r)
 	s.mountLifecycle(r)
+	s.mountAgents(r)
 	r.HandleFunc("/tokens", s.createToken).Methods(http.MethodPost)
 	r.HandleFunc("/barclamps", s.installBarclamp).Methods(http.MethodPost)
 	r.HandleFunc("/barclamps/{id}", s.removeBarclamp).Methods(http.MethodDelete)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/crowbar-go/crowbar/core/core0"
 	"github.com/crowbar-go/crowbar/core/model"
 	"github.com/hashicorp/go-hclog"
 )
@@ -34,10 +35,16 @@ func StatusOf(err error) int {
 		be *model.BadRequestError
 		he *httpError
 		mb *http.MaxBytesError
+		ne *core0.Error
 	)
 	switch {
 	case errors.As(err, &he):
 		return he.status
+	case errors.As(err, &ne):
+		if ne.Kind == core0.Timeout {
+			return http.StatusGatewayTimeout
+		}
+		return http.StatusBadGateway
 	case errors.As(err, &mb):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, model.ErrNotFound):
@@ -77,7 +84,11 @@ func writeError(w http.ResponseWriter, r *http.Request, typ string, err error) {
 	if errors.As(err, &mb) {
 		body.Message = "request body is larger than the limit of " + humanBytes(mb.Limit)
 	}
-	if status >= 500 {
+	var ne *core0.Error
+	if errors.As(err, &ne) {
+		// A node's failure is not the server's: say which node and why.
+		loggerFrom(r).Warn("node command failed", "error", err)
+	} else if status >= 500 {
 		loggerFrom(r).Error("request failed", "error", err)
 		body.Message = "internal error; see the server log for request " + w.Header().Get("X-Request-Id")
 		if status == http.StatusServiceUnavailable {

@@ -11,6 +11,8 @@ import (
 	"github.com/crowbar-go/crowbar/core/anneal"
 	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/crowbar-go/crowbar/core/model"
+	"github.com/crowbar-go/crowbar/core/nodes"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
@@ -30,6 +32,10 @@ type Config struct {
 	// Anneal tunes the annealer (its jigs, bus and logger are filled in);
 	// run it with Server.Annealer().Run.
 	Anneal anneal.Config
+	// Nodes tunes agents joining and heartbeating (its callbacks and
+	// logger are filled in); run Server.Nodes().Watch to mark silent
+	// agents' nodes not alive.
+	Nodes nodes.Config
 }
 
 // Server holds what the handlers share.
@@ -44,7 +50,15 @@ type Server struct {
 	annealer  *anneal.Annealer
 	bus       *anneal.Bus
 	hooks     *anneal.Hooks
+	nodes     *nodes.Service
+	transport *nodes.Transport
 }
+
+// Nodes is the server's node-agent service.
+func (s *Server) Nodes() *nodes.Service { return s.nodes }
+
+// Transport sends core0 commands to nodes' agents.
+func (s *Server) Transport() *nodes.Transport { return s.transport }
 
 // Hooks is the server's notification hook dispatcher (the annealer runs
 // it); tests wait on it.
@@ -100,6 +114,12 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	ac.Hooks = s.hooks
 	s.annealer = anneal.New(cfg.Store.DB, ac)
 	s.res = s.newResources(cfg.Store)
+	nc := cfg.Nodes
+	nc.Logger = cfg.Logger.Named("nodes")
+	nc.NodeCreated = func(n *model.Node) { s.hooks.Node("on_node_create", n) }
+	nc.NodeChanged = func(*model.Node) { s.annealer.Kick() }
+	s.nodes = nodes.New(cfg.Store, cfg.Auth, nc)
+	s.transport = nodes.NewTransport(s.nodes)
 
 	r := mux.NewRouter()
 	jsonErrors(r)

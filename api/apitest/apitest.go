@@ -68,7 +68,7 @@ func New(t testing.TB, st *store.Store, opts ...func(*Setup)) *Server {
 	t.Cleanup(func() { stop(); <-annealing })
 	s := &Server{Server: srv, Store: st, Auth: svc, Barclamps: setup.API.Barclamps, API: apiSrv, t: t}
 	s.AddUser("admin", AdminPassword, auth.RoleAdmin, true)
-	tok, _, err := svc.MintToken(&auth.Caller{Username: "admin"}, time.Hour)
+	tok, _, err := svc.MintToken(&auth.Caller{Username: "admin", Role: auth.RoleAdmin}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -266,6 +266,7 @@ func (c *Client) NodeRoles() Resource       { return Resource{c, "node_roles"} }
 func (c *Client) Groups() Resource          { return Resource{c, "groups"} }
 func (c *Client) Jigs() Resource            { return Resource{c, "jigs"} }
 func (c *Client) Users() Resource           { return Resource{c, "users"} }
+func (c *Client) JoinTokens() Resource      { return Resource{c, "join_tokens"} }
 
 // Resource returns the collection called name (nodes, deployments, …).
 func (c *Client) Resource(name string) Resource { return Resource{c, name} }

@@ -241,3 +241,24 @@ func (c *Client) Events(ctx context.Context, f EventFilter, fn func(Event) error
 	}
 	return nil
 }
+
+// CreateJoinToken answers POST /api/v2/join_tokens: a token agents join
+// with, valid for ttl ("1h", "30m" or seconds); its "token" field is the
+// secret, shown only here.
+func (c *Client) CreateJoinToken(ctx context.Context, description, ttl string) (Object, error) {
+	body := Object{"ttl": ttl}
+	if description != "" {
+		body["description"] = description
+	}
+	return c.object(ctx, "POST", "/api/v2/join_tokens", body)
+}
+
+// NodeAgent answers GET /api/v2/nodes/:id/agent: how the server reaches
+// the node's agent; with ping, whether it answers.
+func (c *Client) NodeAgent(ctx context.Context, node string, ping bool) (Object, error) {
+	path := "/api/v2/nodes/" + esc(node) + "/agent"
+	if ping {
+		path += "?ping=true"
+	}
+	return c.object(ctx, "GET", path, nil)
+}

@@ -52,6 +52,7 @@ var cliResources = []resourceSpec{
 	{name: "attribs", singular: "attrib", example: "provisioner-target_os"},
 	{name: "barclamps", singular: "barclamp", example: "network"},
 	{name: "node_roles", singular: "node-role", example: "25"},
+	{name: "join_tokens", singular: "join-token", example: "3"},
 }
 
 // newResourceCmd builds "crowbar <collection> list|show|create|update|destroy".
@@ -136,6 +137,7 @@ func simple(o *cliOptions, use, short, example string, a cobra.PositionalArgs, j
 // lifecycle verbs.
 func addVerbs(o *cliOptions, byName map[string]*cobra.Command) {
 	nodes, roles, deps, nrs, bcs := byName["nodes"], byName["roles"], byName["deployments"], byName["node_roles"], byName["barclamps"]
+	addJoinTokenVerbs(o, byName["join_tokens"])
 	keywords := func(cmd *cobra.Command, words map[int]string) *cobra.Command {
 		cmd.PreRunE = func(_ *cobra.Command, a []string) error { return grammar(a, words) }
 		return cmd
@@ -168,7 +170,8 @@ func addVerbs(o *cliOptions, byName map[string]*cobra.Command) {
 		simple(o, "node_roles NODE", "List a node's node-roles", "  crowbar nodes node_roles newtest.cr0wbar.com --format table",
 			args("NODE"), noJSON, func(ctx context.Context, c *client.Client, a []string, _ client.Object) (any, error) {
 				return c.NodeNodeRoles(ctx, a[0])
-			}))
+			}),
+		nodeAgentCmd(o))
 
 	bind := simple(o, "bind ROLE to NODE [in DEPLOYMENT]", "Bind a role to a node (and the roles it requires)",
 		"  crowbar roles bind crowbar-managed-node to newtest.cr0wbar.com", argsBetween(3, 5, "ROLE to NODE [in DEPLOYMENT]"), noJSON,

@@ -40,7 +40,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newBarclampCmd())
+	root.AddCommand(newServerCmd(), newAgentCmd(), newBarclampCmd())
 	newClientCmds(root)
 	return root
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/crowbar-go/crowbar/core/anneal"
 	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/crowbar-go/crowbar/core/nodes"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/crowbar-go/crowbar/plugins"
 	"github.com/hashicorp/go-hclog"
@@ -51,6 +52,10 @@ type serverOptions struct {
 	barclampSync    time.Duration
 	annealWorkers   int
 	annealLease     time.Duration
+
+	defaultDomain  string
+	agentHeartbeat time.Duration
+	agentDeadAfter time.Duration
 
 	onListen func(addr net.Addr) // tests learn the port here
 }
@@ -102,6 +107,9 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.DurationVar(&o.barclampSync, "barclamp-sync", 10*time.Second, "how often to pick up barclamps installed or removed through another replica (0 disables)")
 	f.IntVar(&o.annealWorkers, "anneal-workers", 16, "node-roles the annealer runs at once (each on a different node)")
 	f.DurationVar(&o.annealLease, "anneal-lease", time.Minute, "how long a claimed node-role stays leased without renewal; a crashed server's runs return to todo after it")
+	f.StringVar(&o.defaultDomain, "default-domain", "crowbar.internal", "domain given to joining agents whose host name has none")
+	f.DurationVar(&o.agentHeartbeat, "agent-heartbeat", 10*time.Second, "how often agents are told to heartbeat")
+	f.DurationVar(&o.agentDeadAfter, "agent-dead-after", 30*time.Second, "a node whose agent sent no heartbeat for this long is marked not alive")
 	f.StringVar(&o.jwtDefaultRole, "jwt-default-role", "", "role for bearer-token subjects that are not crowbar users (admin, operator, reader); empty refuses them")
 	return cmd
 }
@@ -134,6 +142,10 @@ func (o *serverOptions) checkTuning() error {
 		return usageError{fmt.Errorf("--anneal-lease %s: want at least 1s (it is renewed every third of it)", o.annealLease)}
 	case o.barclampSync < 0:
 		return usageError{fmt.Errorf("--barclamp-sync %s: want 0 (off) or a positive interval", o.barclampSync)}
+	case o.agentHeartbeat < time.Second:
+		return usageError{fmt.Errorf("--agent-heartbeat %s: want at least 1s", o.agentHeartbeat)}
+	case o.agentDeadAfter < 2*o.agentHeartbeat:
+		return usageError{fmt.Errorf("--agent-dead-after %s: want at least two heartbeats (%s)", o.agentDeadAfter, 2*o.agentHeartbeat)}
 	}
 	return nil
 }
@@ -180,7 +192,9 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	registry := barclamp.NewRegistry(st.DB, host, log)
 	defer registry.Close(context.Background())
 	apiSrv := api.New(api.Config{Store: st, Auth: svc, Barclamps: registry, Logger: log, MaxBody: o.maxBody,
-		Anneal: anneal.Config{Workers: o.annealWorkers, Lease: o.annealLease}})
+		Anneal: anneal.Config{Workers: o.annealWorkers, Lease: o.annealLease},
+		Nodes:  nodes.Config{DefaultDomain: o.defaultDomain, Heartbeat: o.agentHeartbeat, DeadAfter: o.agentDeadAfter}})
+	defer apiSrv.Transport().Close()
 	host.SetAPI(apiSrv)
 	embedded, err := barclamps.Embedded()
 	if err != nil {
@@ -217,6 +231,9 @@ func runServer(ctx context.Context, o *serverOptions) error {
 		}
 	}()
 	defer func() { stopWatch(); <-watching }() // before the registry closes
+	watchingNodes := make(chan struct{})
+	go func() { defer close(watchingNodes); apiSrv.Nodes().Watch(wctx) }()
+	defer func() { stopWatch(); <-watchingNodes }()
 	annealing := make(chan struct{})
 	go func() { defer close(annealing); apiSrv.Annealer().Run(wctx) }()
 	defer func() { stopWatch(); <-annealing }() // runs in flight finish before the database closes

@@ -28,7 +28,9 @@ type JWTConfig struct {
 	PublicKeys []crypto.PublicKey
 	// HMACSecret, when set, verifies HS256/HS384/HS512 tokens.
 	HMACSecret []byte
-	// SigningKey is the server's own key: it signs minted tokens and verifies them.
+	// SigningKey is the server's own key: it signs minted tokens and verifies
+	// them. Without it the JWT only verifies (an agent holds only the
+	// server's public key).
 	SigningKey *ecdsa.PrivateKey
 	// RequiredScope, when set, must be among the token's scopes
 	// (e.g. "user:memberof:myorg", as ItsYou.online issues them).
@@ -46,8 +48,8 @@ type JWT struct {
 
 // NewJWT returns a verifier for cfg.
 func NewJWT(cfg JWTConfig) (*JWT, error) {
-	if cfg.SigningKey == nil {
-		return nil, errors.New("jwt: the server signing key is required")
+	if cfg.SigningKey == nil && len(cfg.PublicKeys) == 0 && len(cfg.HMACSecret) == 0 {
+		return nil, errors.New("jwt: a signing key or a verification key is required")
 	}
 	if cfg.Issuer == "" {
 		cfg.Issuer = "crowbar"
@@ -64,7 +66,10 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 
 // Claims is what crowbar reads from a verified token.
 type Claims struct {
-	Subject   string
+	Subject string
+	// Role is the role the token carries (minted tokens carry their user's
+	// role at the time; nodes, which cannot look users up, act on it).
+	Role      string
 	Scopes    []string
 	IssuedAt  time.Time
 	ExpiresAt time.Time
@@ -80,7 +85,9 @@ func (j *JWT) keys(t *jwt.Token) (any, error) {
 		}
 		return j.cfg.HMACSecret, nil
 	case *jwt.SigningMethodECDSA:
-		set = append(set, &j.cfg.SigningKey.PublicKey)
+		if j.cfg.SigningKey != nil {
+			set = append(set, &j.cfg.SigningKey.PublicKey)
+		}
 		for _, k := range j.cfg.PublicKeys {
 			if ek, ok := k.(*ecdsa.PublicKey); ok {
 				set = append(set, ek)
@@ -140,6 +147,7 @@ func (j *JWT) Verify(token string) (*Claims, error) {
 		return nil, fail(TokenTooLong, "bearer token is valid for %s; at most %s (3600 s) is accepted, so that revoked access ends within the hour",
 			v.Round(time.Second), MaxTokenValidity)
 	}
+	c.Role = stringClaim(mc, "role")
 	c.Subject = stringClaim(mc, "username")
 	if c.Subject == "" {
 		c.Subject = stringClaim(mc, "sub")
@@ -180,9 +188,13 @@ func (c *Claims) HasScope(scope string) bool {
 	return false
 }
 
-// Mint signs a token for username valid for validity (at most an hour),
-// carrying the required scope when one is configured.
-func (j *JWT) Mint(username string, validity time.Duration) (string, time.Time, error) {
+// Mint signs a token for username with role (may be empty) valid for
+// validity (at most an hour), carrying the required scope when one is
+// configured.
+func (j *JWT) Mint(username, role string, validity time.Duration) (string, time.Time, error) {
+	if j.cfg.SigningKey == nil {
+		return "", time.Time{}, errors.New("jwt: this verifier has no signing key")
+	}
 	if validity <= 0 || validity > MaxTokenValidity {
 		return "", time.Time{}, fmt.Errorf("validity must be between 1 and 3600 seconds")
 	}
@@ -190,11 +202,27 @@ func (j *JWT) Mint(username string, validity time.Duration) (string, time.Time, 
 	exp := now.Add(validity)
 	claims := jwt.MapClaims{"sub": username, "username": username, "iss": j.cfg.Issuer,
 		"iat": now.Unix(), "exp": exp.Unix()}
+	if role != "" {
+		claims["role"] = role
+	}
 	if j.cfg.RequiredScope != "" {
 		claims["scope"] = []string{j.cfg.RequiredScope}
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(j.cfg.SigningKey)
 	return tok, time.Unix(exp.Unix(), 0), err
+}
+
+// PublicKeyPEM is the PEM "PUBLIC KEY" that verifies the tokens this JWT
+// mints; agents receive it when they join.
+func (j *JWT) PublicKeyPEM() (string, error) {
+	if j.cfg.SigningKey == nil {
+		return "", errors.New("jwt: this verifier has no signing key")
+	}
+	der, err := x509.MarshalPKIXPublicKey(&j.cfg.SigningKey.PublicKey)
+	if err != nil {
+		return "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), nil
 }
 
 // GenerateSigningKey makes a new P-256 key, PEM-encoded.

@@ -217,10 +217,25 @@ func (s *Service) authBearer(ctx context.Context, token string) (*Caller, error)
 	return nil, e
 }
 
-// MintToken signs a bearer token for the caller.
+// MintToken signs a bearer token for the caller, carrying the caller's
+// role (which nodes act on).
 func (s *Service) MintToken(c *Caller, validity time.Duration) (string, time.Time, error) {
-	return s.jwt.Mint(c.Username, validity)
+	return s.jwt.Mint(c.Username, string(c.Role), validity)
 }
+
+// NodeUser is the subject of the tokens the server mints for itself to
+// command nodes; it is not a user of the API.
+const NodeUser = "crowbar-server"
+
+// MintNodeToken signs a token the server gives nodes with AUTH: subject
+// NodeUser, role admin.
+func (s *Service) MintNodeToken(validity time.Duration) (string, time.Time, error) {
+	return s.jwt.Mint(NodeUser, string(RoleAdmin), validity)
+}
+
+// TokenKeyPEM is the public key that verifies every token this server
+// mints, for agents.
+func (s *Service) TokenKeyPEM() (string, error) { return s.jwt.PublicKeyPEM() }
 
 // Permits reports whether role may make a request with method to a route;
 // users reports a user-management route. The answer is nil or a Forbidden

@@ -221,5 +221,37 @@ type User struct {
 	DigestRealm string `json:"-" gorm:"column:digest_realm"`
 }
 
+// JoinToken lets agents join the server (create or update their node)
+// until it expires or is revoked. Only its hash is stored.
+type JoinToken struct {
+	Base
+	Description string     `json:"description"`
+	TokenHash   string     `json:"-"`
+	CreatedBy   string     `json:"created_by"`
+	ExpiresAt   time.Time  `json:"expires_at"`
+	RevokedAt   *time.Time `json:"revoked_at"`
+	Uses        int        `json:"uses"`
+	LastUsedAt  *time.Time `json:"last_used_at"`
+	// Token is the secret, shown once when the token is created; not stored.
+	Token string `json:"token,omitempty" gorm:"-"`
+	// State is active, expired or revoked; not stored.
+	State string `json:"state" gorm:"-"`
+}
+
+// NodeAgent is how the server reaches a node's agent, learned when it
+// joined and kept fresh by its heartbeats.
+type NodeAgent struct {
+	NodeID        int64     `json:"node_id" gorm:"primaryKey;autoIncrement:false"`
+	ZeroOSID      string    `json:"zero_os_id" gorm:"column:zero_os_id"`
+	Address       string    `json:"address"`
+	TLS           bool      `json:"tls" gorm:"column:tls"`
+	Fingerprint   string    `json:"fingerprint"`
+	KeyHash       string    `json:"-"`
+	Version       string    `json:"version"`
+	JoinTokenID   *int64    `json:"join_token_id"`
+	JoinedAt      time.Time `json:"joined_at"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+}
+
 // TableName keeps the column-equals-JSON rule for GroupNode's table.
 func (GroupNode) TableName() string { return "group_nodes" }

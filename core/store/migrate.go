@@ -290,4 +290,30 @@ CREATE TABLE node_role_edges (
 	PRIMARY KEY (parent_id, child_id)
 );
 CREATE INDEX node_role_edges_child ON node_role_edges (child_id)`},
+	{5, "node agents and join tokens", `
+CREATE TABLE join_tokens (
+	id {{pk}},
+	description TEXT NOT NULL DEFAULT '',
+	token_hash VARCHAR(64) NOT NULL UNIQUE,
+	created_by VARCHAR(255) NOT NULL DEFAULT '',
+	expires_at {{time}} NOT NULL,
+	revoked_at {{time}},
+	uses INTEGER NOT NULL DEFAULT 0,
+	last_used_at {{time}},
+	created_at {{time}} NOT NULL,
+	updated_at {{time}} NOT NULL
+);
+CREATE TABLE node_agents (
+	node_id BIGINT PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+	zero_os_id VARCHAR(32) NOT NULL UNIQUE,
+	address VARCHAR(255) NOT NULL,
+	tls BOOLEAN NOT NULL DEFAULT TRUE,
+	fingerprint VARCHAR(64) NOT NULL DEFAULT '',
+	key_hash VARCHAR(64) NOT NULL UNIQUE,
+	version VARCHAR(64) NOT NULL DEFAULT '',
+	join_token_id BIGINT REFERENCES join_tokens(id) ON DELETE SET NULL,
+	joined_at {{time}} NOT NULL,
+	last_heartbeat {{time}} NOT NULL
+);
+CREATE INDEX node_agents_last_heartbeat ON node_agents (last_heartbeat)`},
 }

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/crowbar-go/crowbar/api/client"
+	"github.com/spf13/cobra"
+)
+
+// addJoinTokenVerbs adds "join_tokens create" (which prints the secret
+// alone, for scripts) and "join_tokens destroy" (which revokes).
+func addJoinTokenVerbs(o *cliOptions, jt *cobra.Command) {
+	var ttl, description string
+	create := &cobra.Command{Use: "create", Short: "Create a join token and print it (agents join with it)",
+		Example: "  crowbar join_tokens create --ttl 1h\n  TOKEN=$(crowbar join_tokens create --ttl 30m --description 'rack 4')\n  crowbar agent --server http://crowbar:3000 --join-token \"$TOKEN\"",
+		Args:    args(),
+		RunE: func(*cobra.Command, []string) error {
+			return o.run(func(ctx context.Context, c *client.Client) error {
+				tok, err := c.CreateJoinToken(ctx, description, ttl)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "join token %v, valid until %v (shown once: keep it secret)\n", tok["id"], tok["expires_at"])
+				fmt.Println(tok["token"])
+				return nil
+			})
+		}}
+	create.Flags().StringVar(&ttl, "ttl", "1h", "how long the token works: a duration (30m, 1h, 24h) or seconds")
+	create.Flags().StringVar(&description, "description", "", "what the token is for")
+	jt.AddCommand(create,
+		simple(o, "destroy JOIN_TOKEN", "Revoke a join token (agents that joined with it stay)", "  crowbar join_tokens destroy 3",
+			args("JOIN_TOKEN"), noJSON, func(ctx context.Context, c *client.Client, a []string, _ client.Object) (any, error) {
+				return nil, c.JoinTokens().Destroy(ctx, a[0])
+			}))
+}
+
+// nodeAgentCmd is "nodes agent NODE [--ping]".
+func nodeAgentCmd(o *cliOptions) *cobra.Command {
+	var ping bool
+	cmd := simple(o, "agent NODE", "Show how the server reaches a node's agent (--ping: and whether it answers)",
+		"  crowbar nodes agent d52-54-00-12-34-56.crowbar.internal --ping", args("NODE"), noJSON,
+		func(ctx context.Context, c *client.Client, a []string, _ client.Object) (any, error) {
+			return c.NodeAgent(ctx, a[0], ping)
+		})
+	cmd.Flags().BoolVar(&ping, "ping", false, "send core.ping through the server and report the round trip")
+	return cmd
+}
