@@ -65,7 +65,9 @@ func New(t testing.TB, st *store.Store, opts ...func(*Setup)) *Server {
 	ctx, stop := context.WithCancel(context.Background())
 	annealing := make(chan struct{})
 	go func() { defer close(annealing); apiSrv.Annealer().Run(ctx) }()
-	t.Cleanup(func() { stop(); <-annealing })
+	watching := make(chan struct{})
+	go func() { defer close(watching); apiSrv.Nodes().Watch(ctx) }()
+	t.Cleanup(func() { stop(); <-annealing; <-watching; apiSrv.Transport().Close() })
 	s := &Server{Server: srv, Store: st, Auth: svc, Barclamps: setup.API.Barclamps, API: apiSrv, t: t}
 	s.AddUser("admin", AdminPassword, auth.RoleAdmin, true)
 	tok, _, err := svc.MintToken(&auth.Caller{Username: "admin", Role: auth.RoleAdmin}, time.Hour)
