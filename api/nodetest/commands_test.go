@@ -448,4 +448,3 @@ func TestAgentConcurrentCommands(t *testing.T) {
 		}
 	})
 }
-

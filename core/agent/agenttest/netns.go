@@ -82,7 +82,7 @@ func reexec() int {
 	}
 	fmt.Fprintf(os.Stderr, "agenttest: cannot make a network namespace (%v): tests that need one will skip\n", startErr)
 	os.Setenv(envNetns, "unavailable: "+startErr.Error()) //nolint:errcheck
-	return -1 // never used: the caller runs the tests here
+	return -1                                             // never used: the caller runs the tests here
 }
 
 // viaSocket points a PostgreSQL URL on this host at the server's Unix
