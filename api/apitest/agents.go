@@ -82,7 +82,11 @@ func (s *Server) RunAgent(cfg agent.Config) (*Agent, error) {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		var na model.NodeAgent
-		err := s.Store.DB.Where("zero_os_id = ? AND address = ?", zid, ag.Addr).Take(&na).Error
+		q := s.Store.DB.Where("address = ? AND fingerprint = ?", ag.Addr, a.Fingerprint())
+		if zid != "" {
+			q = q.Where("zero_os_id = ?", zid)
+		}
+		err := q.Take(&na).Error
 		if err == nil {
 			var n model.Node
 			if err := s.Store.DB.Where("id = ?", na.NodeID).Take(&n).Error; err != nil {
@@ -93,6 +97,7 @@ func (s *Server) RunAgent(cfg agent.Config) (*Agent, error) {
 		}
 		select {
 		case err := <-ag.done:
+			ag.done <- err // for Stop
 			return nil, fmt.Errorf("the agent stopped before joining: %w", err)
 		case <-time.After(20 * time.Millisecond):
 		}

@@ -420,6 +420,7 @@ func (c *Client) classify(op string, err error) error {
 	msg := err.Error()
 	var fp *fingerprintError
 	var ne net.Error
+	var oe *net.OpError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return c.fail(Timeout, op, errors.New("no answer before the deadline"))
@@ -427,6 +428,8 @@ func (c *Client) classify(op string, err error) error {
 		return c.fail(Timeout, op, err)
 	case errors.As(err, &fp):
 		return c.fail(Unreachable, op, fp)
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return c.fail(Unreachable, op, err)
 	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"), strings.Contains(msg, "invalid password"),
 		strings.HasPrefix(msg, "NOPERM"):
 		return c.fail(AuthRefused, op, err)

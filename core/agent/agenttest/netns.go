@@ -136,7 +136,11 @@ func setupNetns() error {
 	}
 	l, _ := netlink.LinkByName("crowbar0")
 	addr, _ := netlink.ParseAddr("192.0.2.10/24")
-	return netlink.AddrAdd(l, addr)
+	if err := netlink.AddrAdd(l, addr); err != nil {
+		return err
+	}
+	// The default route goes through it, so agents take its MAC as theirs.
+	return netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("192.0.2.1")})
 }
 
 // Require skips t unless the tests run in their own network namespace.
