@@ -32,7 +32,7 @@ func server(t *testing.T, st *store.Store) *apitest.Server {
 	})
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return c
