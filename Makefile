@@ -30,14 +30,17 @@ run: build
 test: barclamps test-tools vet fmt-check
 	$(GO) test $(RACE) -count=1 $(PKGS)
 
-## test-tools: the system tools tests check generated files with (dnsmasq, debconf), installed when missing
+## test-tools: system tools the tests use, installed when missing: dnsmasq and debconf (generated files),
+## python3-redis and python3-yaml (the Zero-OS Python client's calls against the agent)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-tools:
 	@missing=""; \
 	command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing="$$missing dnsmasq-base"; \
 	command -v debconf-set-selections >/dev/null 2>&1 || missing="$$missing debconf"; \
+	/usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || missing="$$missing python3-redis"; \
+	/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing="$$missing python3-yaml"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing$$missing (the provisioner tests check generated files with them)"; \
+		echo "installing$$missing (tests use them: see make test-tools in the Makefile)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
