@@ -1,0 +1,89 @@
+package nodetest
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crowbar-go/crowbar/core/agent/agenttest"
+)
+
+// repoRoot is the repository's top directory.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// readmeBlock returns the first sh block after heading in README.md.
+func readmeBlock(t *testing.T, heading string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("README.md has no %q section", heading)
+	}
+	_, rest, ok = strings.Cut(rest, "```sh\n")
+	if !ok {
+		t.Fatalf("README.md's %q section has no sh block", heading)
+	}
+	block, _, _ := strings.Cut(rest, "```")
+	return block
+}
+
+// TestReadmeAgentWalkthrough runs the README's agent section verbatim
+// against the real binary serving as `make run` does (127.0.0.1:3000 is
+// free in the test's network namespace).
+func TestReadmeAgentWalkthrough(t *testing.T) {
+	agenttest.Require(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin", "crowbar")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/crowbar")
+	build.Dir = repoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	srv := exec.Command(bin, "server", "--data-dir", "./data")
+	srv.Dir = dir
+	srv.Env = append(os.Environ(), "CROWBAR_WASM_CACHE="+filepath.Join(os.TempDir(), "crowbar-test-wasm-cache"))
+	var log strings.Builder
+	srv.Stdout, srv.Stderr = &log, &log
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Signal(os.Interrupt); srv.Wait() }) //nolint:errcheck
+	waitFor(t, func() bool {
+		r, err := http.Get("http://127.0.0.1:3000/health")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil && r.StatusCode == 200
+	})
+	script := readmeBlock(t, "## An agent on a machine")
+	sh := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	sh.Dir = dir
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = sh.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		sh.Process.Kill() //nolint:errcheck
+		<-done
+		t.Fatalf("the walkthrough hung:\n%s", out)
+	}
+	if err != nil {
+		t.Fatalf("the README's agent walkthrough failed: %v\n%s\nserver log:\n%s", err, out, log.String())
+	}
+	if !strings.Contains(string(out), `"reachable": true`) {
+		t.Fatalf("the walkthrough did not reach the agent:\n%s", out)
+	}
+}
