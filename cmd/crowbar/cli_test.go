@@ -269,6 +269,13 @@ func TestCLIBadUsage(t *testing.T) {
 		{[]string{"anneal", "wait", "--poll", "0s"}, "must be positive durations"},
 		{[]string{"anneal", "wait", "--for", "-1m"}, "must be positive durations"},
 		{[]string{"node_roles", "update", "25", "{"}, "is not a JSON object"},
+		{[]string{"join_tokens", "create", "extra"}, "takes 0 argument(s)"},
+		{[]string{"agent", "--join-token", "cbj_x"}, "--join-token needs --server"},
+		{[]string{"agent", "--server", "http://127.0.0.1:1", "--join-token", "a", "--join-token-file", "/etc/hostname"}, "not both"},
+		{[]string{"agent", "--join-token-file", "/nonexistent"}, "--join-token-file"},
+		{[]string{"agent", "--max-output", "10"}, "--max-output 10"},
+		{[]string{"agent", "--reboot-command", " "}, "--reboot-command may not be empty"},
+		{[]string{"agent", "--log-level", "loud"}, "--log-level"},
 	} {
 		_, errOut, code := c.run(tc.args...)
 		if code != exitUsage || !strings.Contains(errOut, tc.says) {

@@ -109,7 +109,7 @@ func TestBadLogSettingsAreUsageErrors(t *testing.T) {
 
 func TestBadTuningFlagsAreUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{"--anneal-workers", "0"}, {"--anneal-lease", "10ms"}, {"--barclamp-sync", "-1s"},
-		{"--wasm-pool-size", "-2"}} {
+		{"--wasm-pool-size", "-2"}, {"--agent-heartbeat", "100ms"}, {"--agent-dead-after", "15s"}} {
 		cmd := newServerCmd()
 		if err := cmd.ParseFlags(append(args, "--data-dir", t.TempDir())); err != nil {
 			t.Fatal(err)
