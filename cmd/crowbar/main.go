@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/crowbar-go/crowbar/core/agent"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -22,6 +23,7 @@ const (
 type usageError struct{ error }
 
 func main() {
+	agent.MaybeCoreX() // a container's init: the agent re-runs this binary as one
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "crowbar:", err)

@@ -67,19 +67,31 @@ type Config struct {
 	// Version is reported by info.version.
 	Version string
 	Logger  hclog.Logger
+
+	// Listener, when set, is served instead of listening on Listen.
+	Listener net.Listener
+	// NoAuth serves without AUTH: only for a container's coreX, whose
+	// socket only the agent can reach.
+	NoAuth bool
+	// ContainerRange is the network default container nics get addresses
+	// from (default 172.31.0.0/16; the agent's bridge takes the first).
+	ContainerRange string
+	// container is set in a container's coreX: the id results carry.
+	container int
 }
 
 // Agent serves core0's protocol. Create it with New, then Run.
 type Agent struct {
-	cfg      Config
-	log      hclog.Logger
-	lists    *lists
-	jobs     *jobs
-	files    *files
-	verifier atomic.Pointer[auth.JWT]
-	cert     *tls.Certificate
-	fp       string // our certificate's fingerprint
-	started  time.Time
+	cfg        Config
+	log        hclog.Logger
+	lists      *lists
+	jobs       *jobs
+	files      *files
+	containers *containers // nil in a container's coreX
+	verifier   atomic.Pointer[auth.JWT]
+	cert       *tls.Certificate
+	fp         string // our certificate's fingerprint
+	started    time.Time
 
 	mu       sync.Mutex
 	srv      *redcon.Server
@@ -114,12 +126,20 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("state dir: %w", err)
-	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, lists: newLists(), files: newFiles(), started: time.Now()}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.jobs = newJobs(a)
+	if cfg.NoAuth {
+		return a, nil // a container's coreX: no state, no certificate, no identity
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	cx, err := newContainers(a)
+	if err != nil {
+		return nil, err
+	}
+	a.containers = cx
 	if cfg.TLS {
 		cert, err := loadOrCreateCert(cfg.StateDir, cfg.CertFile, cfg.KeyFile)
 		if err != nil {
@@ -173,9 +193,12 @@ func (a *Agent) Listen() (net.Addr, error) {
 	if a.srv != nil {
 		return a.addr, nil
 	}
-	ln, err := net.Listen("tcp", a.cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+	ln := a.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+		}
 	}
 	a.addr = ln.Addr()
 	if a.cert != nil {
@@ -200,6 +223,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("serving core0's protocol", "address", addr.String(), "tls", a.cert != nil, "fingerprint", a.fp)
 	go a.janitor(ctx)
+	if a.containers != nil {
+		a.containers.adopt()
+	}
 	errc := make(chan error, 1)
 	if a.cfg.Server != "" {
 		go func() { errc <- a.joinAndBeat(ctx) }()
@@ -225,6 +251,9 @@ func (a *Agent) shutdown() {
 	a.mu.Unlock()
 	a.jobs.killAll("")
 	a.jobs.wait(10 * time.Second)
+	if a.containers != nil {
+		a.containers.close() // containers keep running; the next agent re-adopts them
+	}
 }
 
 // janitor drops expired results and streams.

@@ -193,7 +193,7 @@ func (js *jobs) once(j *job) *core0.Result {
 	cancel()
 	r := &core0.Result{ID: j.cmd.ID, Command: j.cmd.Command, StartTime: start.UnixMilli(),
 		Time: time.Since(start).Milliseconds(), Tags: j.cmd.Tags, Data: out.data, Level: out.level,
-		Streams: []string{out.stdout, out.stderr}, Code: out.code, State: out.state}
+		Streams: []string{out.stdout, out.stderr}, Code: out.code, State: out.state, Container: js.a.cfg.container}
 	j.mu.Lock()
 	ending := j.ending
 	j.mu.Unlock()

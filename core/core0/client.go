@@ -21,8 +21,11 @@ import (
 type Options struct {
 	// Node names the node in errors ("node web1.example.com: unreachable…").
 	Node string
-	// Addr is host:port of the node's core0 (or crowbar agent).
+	// Addr is host:port of the node's core0 (or crowbar agent), or a
+	// socket path when Network is "unix".
 	Addr string
+	// Network is "tcp" (the default) or "unix" (a container's coreX).
+	Network string
 	// NoTLS speaks plain TCP, for agents run with --tls=false.
 	NoTLS bool
 	// Fingerprint pins the node's certificate: the hex SHA-256 of its DER
@@ -64,6 +67,7 @@ func New(opts Options) *Client {
 		opts.Node = opts.Addr
 	}
 	ro := &redis.Options{
+		Network:               opts.Network,
 		Addr:                  opts.Addr,
 		Protocol:              2,
 		DisableIdentity:       true,
@@ -149,7 +153,8 @@ func (c *Client) Push(ctx context.Context, cmd Command) (string, error) {
 	}
 	wait := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
-		wait = time.Until(d)
+		// Whole seconds: the context ends the wait sooner if it must.
+		wait = time.Until(d).Truncate(time.Second) + time.Second
 	}
 	flag := FlagKey(cmd.ID)
 	if err := c.rdb.BRPopLPush(ctx, flag, flag, wait).Err(); err != nil {

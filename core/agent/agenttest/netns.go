@@ -121,11 +121,11 @@ func setupNetns() error {
 	// A veth pair whose one end carries DummyMAC: a host with an interface
 	// for agents to find their MAC on.
 	mac, _ := net.ParseMAC(DummyMAC)
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "crowbar0", HardwareAddr: mac}, PeerName: "crowbar1"}
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cbtest0", HardwareAddr: mac}, PeerName: "cbtest1"}
 	if err := netlink.LinkAdd(v); err != nil {
 		return fmt.Errorf("add a veth pair: %w", err)
 	}
-	for _, name := range []string{"crowbar0", "crowbar1"} {
+	for _, name := range []string{"cbtest0", "cbtest1"} {
 		l, err := netlink.LinkByName(name)
 		if err != nil {
 			return err
@@ -134,7 +134,7 @@ func setupNetns() error {
 			return err
 		}
 	}
-	l, _ := netlink.LinkByName("crowbar0")
+	l, _ := netlink.LinkByName("cbtest0")
 	addr, _ := netlink.ParseAddr("192.0.2.10/24")
 	if err := netlink.AddrAdd(l, addr); err != nil {
 		return err
