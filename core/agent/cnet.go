@@ -92,6 +92,9 @@ func (n *cnet) check(args CreateArgs) error {
 		switch nic.Type {
 		case "default", "":
 		case "bridge", "macvlan":
+			if cfg != nil && cfg.DHCP {
+				return badRequest("corex.create: nic %d (%s): dhcp is not supported by this agent; give config.cidr (and gateway)", i, nic.Type)
+			}
 			if nic.ID == "" {
 				return badRequest("corex.create: nic %d (%s): id must name the host's %s", i, nic.Type, map[string]string{"bridge": "bridge", "macvlan": "parent interface"}[nic.Type])
 			}
@@ -101,9 +104,6 @@ func (n *cnet) check(args CreateArgs) error {
 			}
 			if nic.Type == "bridge" && l.Type() != "bridge" {
 				return badRequest("corex.create: nic %d: %q is a %s, not a bridge", i, nic.ID, l.Type())
-			}
-			if cfg != nil && cfg.DHCP {
-				return badRequest("corex.create: nic %d (%s): dhcp is not supported by this agent; give config.cidr (and gateway)", i, nic.Type)
 			}
 		default:
 			return badRequest("corex.create: nic %d: type %q is not supported by this agent (supported: %s)", i, nic.Type, supportedNics)

@@ -194,7 +194,7 @@ func untar(r io.Reader, dir string) error {
 			if filepath.IsAbs(hdr.Linkname) {
 				return fmt.Errorf("symlink %q points at the absolute path %q (outside the archive)", hdr.Name, hdr.Linkname)
 			}
-			if !inside(filepath.Join(filepath.Dir(name), hdr.Linkname)) {
+			if !inside(filepath.Dir(name) + "/" + hdr.Linkname) {
 				return fmt.Errorf("symlink %q points at %q, outside the root", hdr.Name, hdr.Linkname)
 			}
 			if err := os.Symlink(hdr.Linkname, target); err != nil {
