@@ -71,3 +71,114 @@ func killContainers() {
 		}
 	}
 }
+
+// reexec runs this test binary again in a new network namespace.
+func reexec() int {
+	env := append(os.Environ(), envNetns+"=inside")
+	if pg := os.Getenv("CROWBAR_TEST_POSTGRES"); pg != "" {
+		env = append(env, "CROWBAR_TEST_POSTGRES="+viaSocket(pg))
+	}
+	attempts := []*syscall.SysProcAttr{{Cloneflags: syscall.CLONE_NEWNET}}
+	if os.Getuid() != 0 {
+		// Without root, a user namespace (where allowed) grants the right
+		// to make a network namespace.
+		attempts = []*syscall.SysProcAttr{{
+			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		}}
+	}
+	var startErr error
+	for _, attr := range attempts {
+		cmd := exec.Command(os.Args[0], os.Args[1:]...)
+		cmd.Env = env
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.SysProcAttr = attr
+		err := cmd.Start()
+		if err != nil {
+			startErr = err
+			continue
+		}
+		if err := cmd.Wait(); err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return ee.ExitCode()
+			}
+			fmt.Fprintln(os.Stderr, "agenttest:", err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "agenttest: cannot make a network namespace (%v): tests that need one will skip\n", startErr)
+	os.Setenv(envNetns, "unavailable: "+startErr.Error()) //nolint:errcheck
+	return -1                                             // never used: the caller runs the tests here
+}
+
+// viaSocket points a PostgreSQL URL on this host at the server's Unix
+// socket, which stays reachable from another network namespace.
+func viaSocket(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return dsn
+	}
+	for _, dir := range []string{"/var/run/postgresql", "/run/postgresql", "/tmp"} {
+		if _, err := os.Stat(filepath.Join(dir, ".s.PGSQL."+port)); err == nil {
+			q := u.Query()
+			q.Set("host", dir)
+			u.RawQuery = q.Encode()
+			return u.String()
+		}
+	}
+	return dsn
+}
+
+func setupNetns() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	// A veth pair whose one end carries DummyMAC: a host with an interface
+	// for agents to find their MAC on.
+	mac, _ := net.ParseMAC(DummyMAC)
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cbtest0", HardwareAddr: mac}, PeerName: "cbtest1"}
+	if err := netlink.LinkAdd(v); err != nil {
+		return fmt.Errorf("add a veth pair: %w", err)
+	}
+	for _, name := range []string{"cbtest0", "cbtest1"} {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return err
+		}
+	}
+	l, _ := netlink.LinkByName("cbtest0")
+	addr, _ := netlink.ParseAddr("192.0.2.10/24")
+	if err := netlink.AddrAdd(l, addr); err != nil {
+		return err
+	}
+	// The default route goes through it, so agents take its MAC as theirs.
+	return netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("192.0.2.1")})
+}
+
+// Require skips t unless the tests run in their own network namespace.
+func Require(t testing.TB) {
+	t.Helper()
+	if v := os.Getenv(envNetns); v != "inside" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI runs as root, so agent tests must run in a network namespace; got %q", v)
+		}
+		t.Skipf("skipped: needs a private network namespace (run as root, or allow user namespaces): %s", v)
+	}
+}
