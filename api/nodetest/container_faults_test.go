@@ -4,9 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,8 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crowbar-go/crowbar/api/apitest"
 	"github.com/crowbar-go/crowbar/core/agent"
+	"github.com/crowbar-go/crowbar/core/agent/agenttest"
 	"github.com/crowbar-go/crowbar/core/core0"
+	"github.com/crowbar-go/crowbar/core/store/storetest"
 )
 
 // tarball builds a tar (gzipped when gz) from name → content; a content
@@ -280,4 +285,87 @@ func TestContainerInitKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = time.Second
+}
+
+// TestContainersSurviveAgentRestart: the agent is killed with containers
+// running; restarted, it re-adopts the running one (its forward back) and
+// cleans up the one whose init died meanwhile, leaking nothing.
+func TestContainersSurviveAgentRestart(t *testing.T) {
+	agenttest.Require(t)
+	st := storetest.Open(t, filepath.Join(t.TempDir(), "crowbar.db"))
+	s := server(t, st)
+	root := busyboxRoot(t)
+	hc := helperConfig{Listen: freePort(t), StateDir: t.TempDir(), Server: s.URL, JoinToken: s.JoinToken(time.Hour), MAC: apitest.RandomMAC()}
+	cmd, node := startHelper(t, s, hc)
+	c, err := s.API.Transport().Client(context.Background(), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep, dies int
+	if err := c.JSON(ctx(t), "corex.create", agent.CreateArgs{Root: root, Name: "keep", Nics: []agent.Nic{{Type: "default"}},
+		Port: map[string]int{"18282": 8080}}, &keep); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.JSON(ctx(t), "corex.create", agent.CreateArgs{Root: root, Name: "dies", Nics: []agent.Nic{{Type: "default"}}}, &dies); err != nil {
+		t.Fatal(err)
+	}
+	inContainer(t, c, keep, "core.system", core0.SystemArgs{Name: "httpd", Args: []string{"-p", "8080", "-h", "/www"}})
+	get := func() (string, error) {
+		resp, err := http.Get("http://127.0.0.1:18282/index.html")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), nil
+	}
+	waitFor(t, func() bool { b, err := get(); return err == nil && strings.Contains(b, "hello") })
+	var info map[string]map[string]map[string]any
+	if err := c.JSON(ctx(t), "corex.list", struct{}{}, &info); err != nil {
+		t.Fatal(err)
+	}
+	diesPID := int(info[fmt.Sprint(dies)]["container"]["pid"].(float64))
+	keepPID := int(info[fmt.Sprint(keep)]["container"]["pid"].(float64))
+
+	if err := cmd.Process.Signal(os.Kill); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait() //nolint:errcheck
+	// The orphaned inits are now this process's (the subreaper's): reap
+	// the one killed, so it is gone before the agent comes back.
+	syscall.Kill(diesPID, syscall.SIGKILL) //nolint:errcheck
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(diesPID, &ws, 0, nil); err != nil {
+		t.Fatalf("reap the killed init %d: %v", diesPID, err)
+	}
+	if err := syscall.Kill(keepPID, 0); err != nil {
+		t.Fatalf("the container died with its agent: %v", err)
+	}
+	hc.JoinToken = ""
+	startHelper(t, s, hc)
+	waitFor(t, func() bool { return c.Ping(ctx(t)) == nil })
+
+	var after map[string]map[string]map[string]any
+	if err := c.JSON(ctx(t), "corex.list", struct{}{}, &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != 1 || after[fmt.Sprint(keep)]["container"]["status"] != "running" {
+		t.Fatalf("after the restart: %v", after)
+	}
+	if out := sh(t, c, keep, "echo still here"); out != "still here\n" {
+		t.Fatalf("dispatch to a re-adopted container: %q", out)
+	}
+	waitFor(t, func() bool { b, err := get(); return err == nil && strings.Contains(b, "hello") })
+	if links := strings.Join(hostLinks(t), ","); strings.Contains(links, fmt.Sprintf("cx%dn0", dies)) {
+		t.Fatalf("the dead container's link was not removed: %s", links)
+	}
+	if _, err := os.Stat(filepath.Join(hc.StateDir, "containers", fmt.Sprint(dies))); err == nil {
+		t.Fatal("the dead container's directory was not removed")
+	}
+	if err := c.JSON(ctx(t), "corex.terminate", map[string]any{"container": keep}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if links := strings.Join(hostLinks(t), ","); strings.Contains(links, "cx") {
+		t.Fatalf("links left: %s", links)
+	}
 }
