@@ -3,8 +3,9 @@
 on redis-py) does: the same Redis commands, in the same order, with the same
 JSON. Written for crowbar's tests from the protocol; it is not that client.
 
-Usage: zeroos_client.py HOST PORT JWT WORKDIR
+Usage: zeroos_client.py HOST PORT JWT WORKDIR [CONTAINER_ROOT]
 Prints one "ok <check>" line per check and exits 0, or fails with a traceback.
+With CONTAINER_ROOT it checks the container calls instead.
 """
 import base64
 import io
@@ -70,6 +71,28 @@ class Response:
                 break
 
 
+class ContainerClient:
+    """Commands run inside a container: corex.dispatch, then the job read
+    from the node, as Zero-OS's ContainerClient does."""
+
+    def __init__(self, client, container):
+        self.client = client
+        self.container = container
+
+    def raw(self, command, arguments, queue=None, max_time=None, stream=False, tags=None, id=None):
+        args = {'container': self.container,
+                'command': {'command': command, 'arguments': arguments, 'queue': queue,
+                            'max_time': max_time, 'stream': stream, 'tags': tags, 'id': id}}
+        result = self.client.raw('corex.dispatch', args).get()
+        if result['state'] != 'SUCCESS':
+            raise RuntimeError('failed to dispatch command to container: %s' % result['data'])
+        return Response(self.client, json.loads(result['data']))
+
+    def system(self, command, dir='', stdin='', env=None):
+        parts = command.split()
+        return self.raw('core.system', {'name': parts[0], 'args': parts[1:], 'dir': dir, 'stdin': stdin, 'env': env})
+
+
 class Client:
     def __init__(self, host, port, password):
         # ssl=True without verifying the node's self-signed certificate, as
@@ -112,6 +135,15 @@ class Client:
     def bash(self, script, stdin='', stream=False):
         return self.raw('bash', {'script': script, 'stdin': stdin}, stream=stream)
 
+    def container_create(self, root_url, mount=None, host_network=False, nics=None, port=None, hostname=None,
+                         privileged=False, storage=None, name=None, tags=None, identity=None, env=None):
+        if nics is None:
+            nics = [{'type': 'default'}]
+        args = {'root': root_url, 'mount': mount, 'host_network': host_network, 'nics': nics, 'port': port,
+                'hostname': hostname, 'privileged': privileged, 'storage': storage, 'name': name,
+                'identity': identity, 'env': env}
+        return self.raw('corex.create', args, tags=tags)
+
     def upload(self, remote, reader):
         fd = self.json('filesystem.open', {'file': remote, 'mode': 'w', 'perm': 0o644})
         while True:
@@ -131,9 +163,38 @@ class Client:
         self.json('filesystem.close', {'fd': fd})
 
 
+def containers(cl, root):
+    job = cl.container_create(root, nics=[{'type': 'default'}], port={18383: 8080}, hostname='py1',
+                              name='from-python', tags=['py'])
+    result = job.get(30)
+    assert result['state'] == 'SUCCESS' and result['level'] == 20, result
+    cid = json.loads(result['data'])
+    print('ok container.create')
+
+    listed = cl.json('corex.list', {})
+    assert str(cid) in listed, listed
+    assert cl.json('corex.find', {'tags': ['py']}).keys() == {str(cid)}
+    print('ok container.list')
+
+    inner = ContainerClient(cl, int(cid))
+    r = inner.system('ls /').get()
+    assert r['state'] == 'SUCCESS' and 'bin' in r['streams'][0].split(), r
+    r = inner.system('hostname').get()
+    assert r['streams'][0] == 'py1\n', r
+    print('ok container.client.system')
+
+    r = cl.raw('corex.terminate', {'container': int(cid)}).get()
+    assert r['state'] == 'SUCCESS', r
+    assert str(cid) not in cl.json('corex.list', {})
+    print('ok container.terminate')
+
+
 def main():
     host, port, jwt, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     cl = Client(host, port, jwt)
+    if len(sys.argv) > 5:
+        containers(cl, sys.argv[5])
+        return
 
     assert cl.ping() == 'pong'
     print('ok ping')
