@@ -20,24 +20,25 @@ import (
 var version = "dev"
 
 type agentOptions struct {
-	server        string
-	joinToken     string
-	joinTokenFile string
-	listen        string
-	stateDir      string
-	name          string
-	mac           string
-	advertise     string
-	reboot        string
-	tls           bool
-	tlsCert       string
-	tlsKey        string
-	tokenKeys     []string
-	serverCA      string
-	heartbeat     time.Duration
-	maxOutput     int
-	logLevel      string
-	logFormat     string
+	server         string
+	joinToken      string
+	joinTokenFile  string
+	listen         string
+	stateDir       string
+	name           string
+	mac            string
+	advertise      string
+	reboot         string
+	tls            bool
+	tlsCert        string
+	tlsKey         string
+	tokenKeys      []string
+	serverCA       string
+	heartbeat      time.Duration
+	maxOutput      int
+	containerRange string
+	logLevel       string
+	logFormat      string
 }
 
 func newAgentCmd() *cobra.Command {
@@ -84,6 +85,7 @@ CROWBAR_SERVER, --join-token is CROWBAR_JOIN_TOKEN, and so on. Flags win.`,
 	f.StringVar(&o.serverCA, "server-ca", "", "PEM CA certificate that verifies an https --server")
 	f.DurationVar(&o.heartbeat, "heartbeat", 0, "heartbeat interval (default: what the server asks for)")
 	f.IntVar(&o.maxOutput, "max-output", 1<<20, "bytes of each of a job's stdout and stderr kept in its result (the last ones)")
+	f.StringVar(&o.containerRange, "container-range", "172.31.0.0/16", "addresses of containers' default nics (the agent's bridge takes the first)")
 	f.StringVar(&o.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -118,7 +120,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	}
 	cfg := agent.Config{Listen: o.listen, StateDir: o.stateDir, TLS: o.tls, CertFile: o.tlsCert, KeyFile: o.tlsKey,
 		Server: o.server, JoinToken: token, Name: o.name, MAC: o.mac, Advertise: o.advertise, RebootCommand: reboot,
-		Heartbeat: o.heartbeat, MaxOutput: o.maxOutput, Version: version, Logger: log}
+		Heartbeat: o.heartbeat, MaxOutput: o.maxOutput, Version: version, Logger: log, ContainerRange: o.containerRange}
 	for _, p := range o.tokenKeys {
 		b, err := os.ReadFile(p)
 		if err != nil {
