@@ -400,7 +400,7 @@ func processes(t *testing.T, c *core0.Client, cmdline string) []int32 {
 	return out
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {

@@ -22,7 +22,7 @@ import (
 
 // startHelper runs an agent as a separate process (this test binary) and
 // waits until its node has joined.
-func startHelper(t *testing.T, s *apitest.Server, hc helperConfig) (*exec.Cmd, *model.Node) {
+func startHelper(t testing.TB, s *apitest.Server, hc helperConfig) (*exec.Cmd, *model.Node) {
 	t.Helper()
 	b, _ := json.Marshal(hc)
 	cmd := exec.Command(os.Args[0])
@@ -45,7 +45,7 @@ func startHelper(t *testing.T, s *apitest.Server, hc helperConfig) (*exec.Cmd, *
 	return cmd, &node
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
