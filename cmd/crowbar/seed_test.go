@@ -32,7 +32,7 @@ func seedServer(t *testing.T, dsn string) (base, key string) {
 	}
 	dir := t.TempDir()
 	addrc := make(chan net.Addr, 1)
-	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, database: dsn, wasmCache: sharedWasmCache, logLevel: "warn", logFormat: "text",
+	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, agentHeartbeat: 10 * time.Second, agentDeadAfter: 30 * time.Second, database: dsn, wasmCache: sharedWasmCache, logLevel: "warn", logFormat: "text",
 		maxBody: 1 << 20, shutdownTimeout: 10 * time.Second, realm: "crowbar", digestAlgorithms: []string{"SHA-256", "MD5"},
 		nonceTTL: 5 * time.Minute, annealWorkers: 8, annealLease: 30 * time.Second, onListen: func(a net.Addr) { addrc <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -48,6 +48,7 @@ func seedServer(t *testing.T, dsn string) (base, key string) {
 	case a := <-addrc:
 		base = "http://" + a.String()
 	case err := <-done:
+		done <- nil // for the cleanup
 		t.Fatalf("server stopped early: %v", err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "crowbar.install.key"))

@@ -43,7 +43,7 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 func TestServerServesAndShutsDownGracefully(t *testing.T) {
 	dir := t.TempDir()
 	addrc := make(chan net.Addr, 1)
-	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, logLevel: "error", logFormat: "json",
+	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, agentHeartbeat: 10 * time.Second, agentDeadAfter: 30 * time.Second, logLevel: "error", logFormat: "json",
 		maxBody: 1 << 20, shutdownTimeout: 10 * time.Second, annealWorkers: 4, annealLease: time.Minute,
 		onListen: func(a net.Addr) { addrc <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
