@@ -20,6 +20,7 @@ import (
 	"github.com/crowbar-go/crowbar/core/agent/agenttest"
 	"github.com/crowbar-go/crowbar/core/core0"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 )
 
@@ -173,6 +174,16 @@ func TestContainers(t *testing.T) {
 	if body != "hello from a container\n" {
 		t.Fatalf("forwarded port answered %q", body)
 	}
+	// Masquerading for the range, where the kernel has nf_tables.
+	if nft, err := nftables.New(); err == nil {
+		tables, err := nft.ListTablesOfFamily(nftables.TableFamilyIPv4)
+		switch {
+		case err != nil:
+			t.Logf("nf_tables is not available here, NAT not checked: %v", err)
+		case !strings.Contains(fmt.Sprint(tableNames(tables)), "crowbar_agent"):
+			t.Errorf("no crowbar_agent nftables table: %v", tableNames(tables))
+		}
+	}
 	// The gateway (the agent's bridge) answers pings.
 	if out := sh(t, c, id, "ping -c 1 -W 5 172.31.0.1"); !strings.Contains(out, "1 packets received") {
 		t.Fatalf("ping the gateway: %q", out)
@@ -254,8 +265,20 @@ func TestContainers(t *testing.T) {
 	if len(entries) != 0 {
 		t.Fatalf("container directories left: %v", entries)
 	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), ag.Config.StateDir) {
+		t.Fatalf("mounts left under the agent's state dir:\n%s", mounts)
+	}
 	if conn, err := net.DialTimeout("tcp", "127.0.0.1:18080", time.Second); err == nil {
 		conn.Close()
 		t.Fatal("the port forward outlived its container")
 	}
+}
+
+func tableNames(ts []*nftables.Table) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.Name)
+	}
+	return out
 }
