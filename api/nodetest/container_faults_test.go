@@ -187,7 +187,7 @@ func TestContainerCreateFaults(t *testing.T) {
 		{"zerotier", agent.CreateArgs{Root: root, Nics: []agent.Nic{{Type: "zerotier", ID: "abc"}}}, 400, `type "zerotier" is not supported`},
 		{"passthrough", agent.CreateArgs{Root: root, Nics: []agent.Nic{{Type: "passthrough", ID: "eth9"}}}, 400, `type "passthrough" is not supported`},
 		{"missing bridge", agent.CreateArgs{Root: root, Nics: []agent.Nic{{Type: "bridge", ID: "nobr0"}}}, 404, "nobr0"},
-		{"dhcp", agent.CreateArgs{Root: root, Nics: []agent.Nic{{Type: "bridge", ID: "cbtest0", Config: &agent.NicConfig{DHCP: true}}}}, 400, "dhcp"},
+		{"dhcp and cidr", agent.CreateArgs{Root: root, Nics: []agent.Nic{{Type: "macvlan", ID: "cbtest0", Config: &agent.NicConfig{DHCP: true, CIDR: "192.0.2.9/24"}}}}, 400, "not both"},
 		{"bad cidr", agent.CreateArgs{Root: root, Nics: []agent.Nic{{Type: "default", Config: &agent.NicConfig{CIDR: "10.0.0.1"}}}}, 400, "cidr"},
 		{"bad hwaddr", agent.CreateArgs{Root: root, Nics: []agent.Nic{{Type: "default", HWAddr: "zz"}}}, 400, "hwaddr"},
 		{"missing mount", agent.CreateArgs{Root: root, Mount: map[string]string{"/no/such/dir": "/data"}}, 404, "mount"},

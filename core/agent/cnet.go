@@ -92,8 +92,8 @@ func (n *cnet) check(args CreateArgs) error {
 		switch nic.Type {
 		case "default", "":
 		case "bridge", "macvlan":
-			if cfg != nil && cfg.DHCP {
-				return badRequest("corex.create: nic %d (%s): dhcp is not supported by this agent; give config.cidr (and gateway)", i, nic.Type)
+			if cfg != nil && cfg.DHCP && cfg.CIDR != "" {
+				return badRequest("corex.create: nic %d (%s): give config.dhcp or config.cidr, not both", i, nic.Type)
 			}
 			if nic.ID == "" {
 				return badRequest("corex.create: nic %d (%s): id must name the host's %s", i, nic.Type, map[string]string{"bridge": "bridge", "macvlan": "parent interface"}[nic.Type])
@@ -283,6 +283,20 @@ func (n *cnet) wire(c *container) error {
 		if err := h.LinkSetUp(l); err != nil {
 			return err
 		}
+		if nic.Config != nil && nic.Config.DHCP {
+			dl, err := dhcpRequest(c.PID, name, nil)
+			if err != nil {
+				return &cmdError{code: 504, msg: fmt.Sprintf("corex.create: nic %d (%s): no DHCP lease on %s: %v", i, name, nic.ID, err)}
+			}
+			le := leaseOf(dl)
+			if err := applyLease(h, l, le); err != nil {
+				return fmt.Errorf("corex.create: nic %d: %w", i, err)
+			}
+			c.Addrs = append(c.Addrs, le.cidr)
+			c.DNS = append(c.DNS, le.dns...)
+			c.leases = append(c.leases, nicLease{name, dl})
+			continue
+		}
 		if gw != "" {
 			if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(gw)}); err != nil && !errors.Is(err, os.ErrExist) {
 				return fmt.Errorf("corex.create: nic %d: default route via %s: %w", i, gw, err)
@@ -441,4 +455,19 @@ func (px *proxy) close() {
 			ln.Close()
 		}
 	})
+}
+
+// inNetns runs fn with a netlink handle in the network namespace of pid.
+func (n *cnet) inNetns(pid int, fn func(*netlink.Handle) error) error {
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return fn(h)
 }

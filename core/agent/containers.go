@@ -18,6 +18,7 @@ import (
 
 	"github.com/crowbar-go/crowbar/core/core0"
 	"github.com/google/uuid"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 )
 
 // CreateArgs are corex.create's arguments (Zero-OS's names).
@@ -67,10 +68,17 @@ type container struct {
 	Addrs     []string   `json:"addrs"`  // every address the nics got (cidr)
 	Status    string     `json:"status"` // running or halted
 	StartTime int64      `json:"starttime"`
+	DNS       []string   `json:"dns,omitempty"` // name servers DHCP gave
 
 	client  *core0.Client
 	proxies []*proxy
 	exited  chan struct{}
+	leases  []nicLease // DHCP leases to renew
+}
+
+type nicLease struct {
+	nic   string
+	lease *nclient4.Lease
 }
 
 func (c *container) socket() string { return filepath.Join(c.Dir, "corex.sock") }
@@ -238,6 +246,16 @@ func (cs *containers) start(ctx context.Context, c *container, ports []portSpec)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if len(c.DNS) > 0 {
+		// Name servers from DHCP: the container's resolver file.
+		if _, err := c.client.Call(ctx, "bash", core0.BashArgs{Script: "cat > /etc/resolv.conf",
+			Stdin: "nameserver " + strings.Join(c.DNS, "\nnameserver ") + "\n"}); err != nil {
+			cs.a.log.Warn("write the container's resolv.conf", "container", c.ID, "error", err)
+		}
+	}
+	for _, l := range c.leases {
+		go cs.keepLease(c, l.nic, l.lease)
+	}
 	for _, p := range ports {
 		px, err := startProxy(p, c)
 		if err != nil {
@@ -349,6 +367,11 @@ func (cs *containers) adopt() {
 				c.proxies = append(c.proxies, px)
 			} else {
 				cs.a.log.Error("restart a port forward", "container", c.ID, "error", err)
+			}
+		}
+		for i, nic := range c.Args.Nics {
+			if nic.Config != nil && nic.Config.DHCP {
+				go cs.renewAfterAdoption(&c, nicName(nic, i))
 			}
 		}
 		go cs.watch(&c)
@@ -523,4 +546,16 @@ func (cs *containers) relay(c *container, cmd core0.Command) {
 	for _, k := range []string{core0.FlagKey(cmd.ID), core0.ResultKey(cmd.ID), core0.StreamKey(cmd.ID)} {
 		a.lists.expire(k, a.cfg.ResultTTL)
 	}
+}
+
+// renewAfterAdoption takes over a DHCP nic's lease after an agent restart
+// (the lease itself died with the old agent): it asks again, normally for
+// the same address, and keeps that lease.
+func (cs *containers) renewAfterAdoption(c *container, ifname string) {
+	l, err := dhcpRequest(c.PID, ifname, nil)
+	if err != nil {
+		cs.a.log.Error("re-adopted container nic: no DHCP lease", "container", c.ID, "nic", ifname, "error", err)
+		return
+	}
+	cs.keepLease(c, ifname, l)
 }
