@@ -109,65 +109,53 @@ func (s *Server) revokeJoinToken(w http.ResponseWriter, r *http.Request) {
 	writeEmpty(w, "join_token")
 }
 
-// bearer returns the request's bearer credential, or answers 401.
-func (s *Server) agentCredential(w http.ResponseWriter, r *http.Request, what string) (string, bool) {
-	h := r.Header.Get("Authorization")
-	if !strings.HasPrefix(h, "Bearer ") {
-		s.authFailed(w, r, &auth.Error{Kind: auth.Unauthenticated, Message: what + " is required as a Bearer credential"})
-		return "", false
-	}
-	return strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")), true
-}
-
 // agentJoin answers POST /api/v2/agents/join, authenticated by a join token.
 func (s *Server) agentJoin(w http.ResponseWriter, r *http.Request) {
-	tok, ok := s.agentCredential(w, r, "a join token")
-	if !ok {
-		return
-	}
-	var req agent.JoinRequest
-	if err := decodeStrict(r, &req); err != nil {
-		writeError(w, r, "agent", err)
-		return
-	}
-	res, err := s.nodes.Join(r.Context(), tok, &req)
-	if err != nil {
-		if _, isAuth := auth.AsError(err); isAuth {
-			s.authFailed(w, r, err)
-			return
+	agentCall(s, w, r, "a join token", func(tok string, req *agent.JoinRequest) (any, int, error) {
+		res, err := s.nodes.Join(r.Context(), tok, req)
+		if err != nil {
+			return nil, 0, err
 		}
-		writeError(w, r, "agent", err)
-		return
-	}
-	status := http.StatusOK
-	if res.Created {
-		status = http.StatusCreated
-	}
-	writeObject(w, r, status, "agent", res.Response)
+		if res.Created {
+			return res.Response, http.StatusCreated, nil
+		}
+		return res.Response, http.StatusOK, nil
+	})
 }
 
 // agentHeartbeat answers PUT /api/v2/agents/heartbeat, authenticated by
 // the agent key given at join.
 func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) {
-	key, ok := s.agentCredential(w, r, "the agent key given at join")
-	if !ok {
+	agentCall(s, w, r, "the agent key given at join", func(key string, req *agent.HeartbeatRequest) (any, int, error) {
+		res, err := s.nodes.Heartbeat(r.Context(), key, req)
+		return res, http.StatusOK, err
+	})
+}
+
+// agentCall serves a route agents call with their own bearer credential
+// (what names it): it reads the body into Req and answers what call does,
+// authentication failures as the API's own (401 with challenges).
+func agentCall[Req any](s *Server, w http.ResponseWriter, r *http.Request, what string, call func(credential string, req *Req) (any, int, error)) {
+	h := r.Header.Get("Authorization")
+	if !strings.HasPrefix(h, "Bearer ") {
+		s.authFailed(w, r, &auth.Error{Kind: auth.Unauthenticated, Message: what + " is required as a Bearer credential"})
 		return
 	}
-	var req agent.HeartbeatRequest
+	var req Req
 	if err := decodeStrict(r, &req); err != nil {
 		writeError(w, r, "agent", err)
 		return
 	}
-	res, err := s.nodes.Heartbeat(r.Context(), key, &req)
+	out, status, err := call(strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")), &req)
+	if _, isAuth := auth.AsError(err); isAuth {
+		s.authFailed(w, r, err)
+		return
+	}
 	if err != nil {
-		if _, isAuth := auth.AsError(err); isAuth {
-			s.authFailed(w, r, err)
-			return
-		}
 		writeError(w, r, "agent", err)
 		return
 	}
-	writeObject(w, r, http.StatusOK, "agent", res)
+	writeObject(w, r, status, "agent", out)
 }
 
 // nodeAgentView is GET /nodes/:id/agent's answer.

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/agent"
@@ -59,14 +57,7 @@ CROWBAR_SERVER, --join-token is CROWBAR_JOIN_TOKEN, and so on. Flags win.`,
   crowbar agent --server http://crowbar:3000 --join-token-file /run/crowbar/join-token --state-dir /var/lib/crowbar-agent
   crowbar agent --listen 127.0.0.1:6380 --tls=false --token-key server.pub   # a lab agent that joins nothing`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags()); err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return runAgent(ctx, o)
-		},
+		RunE: daemon(func(ctx context.Context) error { return runAgent(ctx, o) }),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.server, "server", "", "URL of the crowbar server to join, e.g. http://192.168.124.10:3000")

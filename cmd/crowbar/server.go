@@ -7,10 +7,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/crowbar-go/crowbar/api"
@@ -74,14 +72,7 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
   crowbar server --listen 0.0.0.0:3000 --database postgres://crowbar@db/crowbar
   CROWBAR_LOG_FORMAT=json crowbar server`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags()); err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return runServer(ctx, o)
-		},
+		RunE: daemon(func(ctx context.Context) error { return runServer(ctx, o) }),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:3000", "address to serve HTTP on")
