@@ -1,11 +1,13 @@
 package apitest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/agent"
@@ -49,7 +51,7 @@ func (s *Server) StartAgent(opts ...func(*agent.Config)) *Agent {
 	s.t.Helper()
 	cfg := agent.Config{Listen: "127.0.0.1:0", StateDir: s.t.TempDir(), TLS: true, Server: s.URL,
 		JoinToken: s.JoinToken(time.Hour), MAC: RandomMAC(), Heartbeat: 250 * time.Millisecond,
-		RebootCommand: []string{"true"}, Logger: hclog.NewNullLogger()}
+		RebootCommand: []string{"true"}}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -61,7 +63,18 @@ func (s *Server) StartAgent(opts ...func(*agent.Config)) *Agent {
 }
 
 // RunAgent starts an agent with cfg and waits until its node has joined.
+// Without a logger it logs into a buffer the test prints if it fails.
 func (s *Server) RunAgent(cfg agent.Config) (*Agent, error) {
+	if cfg.Logger == nil {
+		buf := &syncBuffer{}
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "agent", Level: hclog.Debug, Output: buf})
+		t := s.t
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("agent log (%s):\n%s", cfg.Listen, buf.String())
+			}
+		})
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return nil, err
@@ -125,4 +138,22 @@ func (s *Server) AgentClient(a *Agent) *core0.Client {
 		s.t.Fatalf("transport: %v", err)
 	}
 	return c
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -216,6 +216,7 @@ func TestAgentJoinLifecycle(t *testing.T) {
 		cfg := ag.Config
 		cfg.JoinToken = ""
 		cfg.Listen = ag.Addr
+		cfg.Logger = nil // RunAgent's own, shown if the test fails
 		back, err := s.RunAgent(cfg)
 		if err != nil {
 			t.Fatal(err)

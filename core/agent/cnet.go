@@ -229,7 +229,9 @@ func (n *cnet) wire(c *container) error {
 				if err != nil {
 					return err
 				}
+				c.mu.Lock()
 				c.IPs = append(c.IPs, ip.String())
+				c.mu.Unlock()
 				cidr, gw = fmt.Sprintf("%s/%d", ip, ones), n.gw.String()
 			}
 			if peer, err = n.veth(c, hostSide, tmpPeer, br); err != nil {
@@ -278,7 +280,9 @@ func (n *cnet) wire(c *container) error {
 			if err := h.AddrAdd(l, addr); err != nil {
 				return fmt.Errorf("corex.create: nic %d: address %s: %w", i, cidr, err)
 			}
+			c.mu.Lock()
 			c.Addrs = append(c.Addrs, cidr)
+			c.mu.Unlock()
 		}
 		if err := h.LinkSetUp(l); err != nil {
 			return err
@@ -292,9 +296,11 @@ func (n *cnet) wire(c *container) error {
 			if err := applyLease(h, l, le); err != nil {
 				return fmt.Errorf("corex.create: nic %d: %w", i, err)
 			}
+			c.mu.Lock()
 			c.Addrs = append(c.Addrs, le.cidr)
 			c.DNS = append(c.DNS, le.dns...)
 			c.leases = append(c.leases, nicLease{name, dl})
+			c.mu.Unlock()
 			continue
 		}
 		if gw != "" {
@@ -312,7 +318,9 @@ func (n *cnet) veth(c *container, hostSide, peerName string, br netlink.Link) (n
 	if err := netlink.LinkAdd(v); err != nil {
 		return nil, fmt.Errorf("corex.create: make a veth pair: %w", err)
 	}
+	c.mu.Lock()
 	c.Links = append(c.Links, hostSide)
+	c.mu.Unlock()
 	if err := netlink.LinkSetUp(v); err != nil {
 		return nil, err
 	}
@@ -321,7 +329,10 @@ func (n *cnet) veth(c *container, hostSide, peerName string, br netlink.Link) (n
 
 // unwire removes c's host-side links and frees its addresses.
 func (n *cnet) unwire(c *container) {
-	for _, name := range c.Links {
+	c.mu.Lock()
+	links, ips := append([]string(nil), c.Links...), append([]string(nil), c.IPs...)
+	c.mu.Unlock()
+	for _, name := range links {
 		if l, err := netlink.LinkByName(name); err == nil {
 			netlink.LinkDel(l) //nolint:errcheck
 		}
@@ -332,7 +343,7 @@ func (n *cnet) unwire(c *container) {
 			netlink.LinkDel(l) //nolint:errcheck
 		}
 	}
-	n.release(c.IPs)
+	n.release(ips)
 }
 
 // portSpec is one forward: host listen address → container port.
@@ -403,10 +414,13 @@ type proxy struct {
 }
 
 func startProxy(p portSpec, c *container) (*proxy, error) {
-	if len(c.Addrs) == 0 {
+	c.mu.Lock()
+	addrs := append([]string(nil), c.Addrs...)
+	c.mu.Unlock()
+	if len(addrs) == 0 {
 		return nil, badRequest("corex.create: port %q: the container has no nic with an address to forward to", p.key)
 	}
-	ip, _, _ := net.ParseCIDR(c.Addrs[0])
+	ip, _, _ := net.ParseCIDR(addrs[0])
 	target := net.JoinHostPort(ip.String(), strconv.Itoa(p.container))
 	px := &proxy{}
 	for _, addr := range p.listen {

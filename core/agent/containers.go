@@ -70,6 +70,7 @@ type container struct {
 	StartTime int64      `json:"starttime"`
 	DNS       []string   `json:"dns,omitempty"` // name servers DHCP gave
 
+	mu      *sync.Mutex // the containers' lock: guards every field that changes
 	client  *core0.Client
 	proxies []*proxy
 	exited  chan struct{}
@@ -160,7 +161,7 @@ func (cs *containers) create(ctx context.Context, args CreateArgs, tags []string
 		id++
 	}
 	c := &container{ID: id, Args: args, Root: lower, Dir: filepath.Join(cs.dir, strconv.Itoa(id)), Status: "starting",
-		StartTime: time.Now().UnixMilli(), exited: make(chan struct{})}
+		StartTime: time.Now().UnixMilli(), exited: make(chan struct{}), mu: &cs.mu}
 	cs.m[id] = c
 	cs.mu.Unlock()
 	if args.Hostname == "" {
@@ -246,14 +247,17 @@ func (cs *containers) start(ctx context.Context, c *container, ports []portSpec)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if len(c.DNS) > 0 {
+	cs.mu.Lock()
+	dns, leases := append([]string(nil), c.DNS...), append([]nicLease(nil), c.leases...)
+	cs.mu.Unlock()
+	if len(dns) > 0 {
 		// Name servers from DHCP: the container's resolver file.
 		if _, err := c.client.Call(ctx, "bash", core0.BashArgs{Script: "cat > /etc/resolv.conf",
-			Stdin: "nameserver " + strings.Join(c.DNS, "\nnameserver ") + "\n"}); err != nil {
+			Stdin: "nameserver " + strings.Join(dns, "\nnameserver ") + "\n"}); err != nil {
 			cs.a.log.Warn("write the container's resolv.conf", "container", c.ID, "error", err)
 		}
 	}
-	for _, l := range c.leases {
+	for _, l := range leases {
 		go cs.keepLease(c, l.nic, l.lease)
 	}
 	for _, p := range ports {
@@ -261,7 +265,9 @@ func (cs *containers) start(ctx context.Context, c *container, ports []portSpec)
 		if err != nil {
 			return err
 		}
+		cs.mu.Lock()
 		c.proxies = append(c.proxies, px)
+		cs.mu.Unlock()
 	}
 	cs.mu.Lock()
 	if c.Status == "starting" {
@@ -279,8 +285,9 @@ func (cs *containers) halted(c *container) {
 		c.Status = "halted"
 		close(c.exited)
 	}
+	proxies := c.proxies
 	cs.mu.Unlock()
-	for _, p := range c.proxies {
+	for _, p := range proxies {
 		p.close()
 	}
 	cs.save(c) //nolint:errcheck
@@ -308,7 +315,11 @@ func (cs *containers) save(c *container) error {
 // links, forwards, its changes and its record. Its mounts lived in its own
 // mount namespace and went with its last process.
 func (cs *containers) destroy(c *container) {
-	if c.PID > 0 && c.Status != "halted" {
+	cs.mu.Lock()
+	running := c.Status != "halted"
+	proxies := c.proxies
+	cs.mu.Unlock()
+	if c.PID > 0 && running {
 		syscall.Kill(c.PID, syscall.SIGKILL) //nolint:errcheck
 		select {
 		case <-c.exited:
@@ -316,7 +327,7 @@ func (cs *containers) destroy(c *container) {
 			cs.a.log.Error("container's init did not die after SIGKILL", "container", c.ID, "pid", c.PID)
 		}
 	}
-	for _, p := range c.proxies {
+	for _, p := range proxies {
 		p.close()
 	}
 	if c.client != nil {
@@ -346,7 +357,7 @@ func (cs *containers) adopt() {
 			os.RemoveAll(dir) //nolint:errcheck // a container that never started
 			continue
 		}
-		c.Dir, c.exited = dir, make(chan struct{})
+		c.Dir, c.exited, c.mu = dir, make(chan struct{}), &cs.mu
 		cs.mu.Lock()
 		cs.m[c.ID] = &c
 		cs.mu.Unlock()
@@ -364,7 +375,9 @@ func (cs *containers) adopt() {
 		ports, _ := parsePorts(c.Args.Port, c.Args.HostNetwork)
 		for _, p := range ports {
 			if px, err := startProxy(p, &c); err == nil {
+				cs.mu.Lock()
 				c.proxies = append(c.proxies, px)
+				cs.mu.Unlock()
 			} else {
 				cs.a.log.Error("restart a port forward", "container", c.ID, "error", err)
 			}
@@ -442,11 +455,11 @@ func (cs *containers) find(query string) (*container, error) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if id, err := strconv.Atoi(query); err == nil {
-		if c := cs.m[id]; c != nil {
+		if c := cs.m[id]; c != nil && c.Status != "starting" {
 			return c, nil
 		}
 	}
-	if c := cs.byNameLocked(query); c != nil {
+	if c := cs.byNameLocked(query); c != nil && c.Status != "starting" {
 		return c, nil
 	}
 	return nil, notFound("no container %q", query)
