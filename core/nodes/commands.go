@@ -124,16 +124,40 @@ func commandName(cmd core0.Command) string {
 	return cmd.Command
 }
 
-// Command sends cmd to the node named by key on origin's behalf and waits
-// for its result until ctx ends or wait passes (whichever is first). With
-// noWait it answers once the node accepted the job (the result carries only
-// the id). Failures are typed: model.NotFoundError, *auth.Error
-// (Forbidden), *core0.Error.
-func (s *Service) Command(ctx context.Context, t *Transport, origin Origin, key string, cmd core0.Command,
-	wait time.Duration, noWait bool) (*core0.Result, error) {
-	node, err := s.FindNode(ctx, key)
+// Call is one command for a node, as a barclamp asks for it.
+type Call struct {
+	Node    string        // id, name or Zero-OS id
+	Command core0.Command // Command.ID may be empty
+	// Container, when not 0, runs the command inside that container of the
+	// node (corex.dispatch), its result read from the node.
+	Container int
+	// Wait bounds the whole call (default 30 s, at most 10 minutes).
+	Wait time.Duration
+	// NoWait answers once the node accepted the job: the result carries
+	// only its id.
+	NoWait bool
+}
+
+// Command sends call's command on origin's behalf and waits for its result
+// until ctx ends or call.Wait passes. Failures are typed:
+// *model.NotFoundError (no such node), *model.ConflictError (no agent),
+// *auth.Error (Forbidden), *core0.Error (the node's answer or silence).
+// A result that is not SUCCESS is returned with a JobFailed error.
+func (s *Service) Command(ctx context.Context, t *Transport, origin Origin, call Call) (*core0.Result, error) {
+	node, err := s.FindNode(ctx, call.Node)
 	if err != nil {
 		return nil, err
+	}
+	cmd := call.Command
+	if len(cmd.Arguments) == 0 {
+		cmd.Arguments = json.RawMessage("{}")
+	}
+	if call.Container != 0 {
+		wrapped, err := json.Marshal(map[string]any{"container": call.Container, "command": cmd})
+		if err != nil {
+			return nil, err
+		}
+		cmd = core0.Command{Command: "corex.dispatch", Arguments: wrapped}
 	}
 	if err := s.Permit(ctx, origin, node, cmd); err != nil {
 		return nil, err
@@ -146,21 +170,47 @@ func (s *Service) Command(ctx context.Context, t *Transport, origin Origin, key 
 		}
 		return nil, err
 	}
+	wait := call.Wait
 	if wait <= 0 || wait > 10*time.Minute {
 		wait = 30 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	if noWait {
-		id, err := c.Push(ctx, cmd)
-		if err != nil {
+	if call.Container != 0 {
+		// The dispatch answers the inner job's id; its result is the call's.
+		var id string
+		if err := c.JSON(ctx, cmd.Command, json.RawMessage(cmd.Arguments), &id); err != nil {
 			return nil, err
 		}
-		return &core0.Result{ID: id, Command: cmd.Command}, nil
+		if call.NoWait {
+			return &core0.Result{ID: id, Command: call.Command.Command, Container: call.Container}, nil
+		}
+		return finished(c, ctx, id)
 	}
 	id, err := c.Push(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
-	return c.Result(ctx, id)
+	if call.NoWait {
+		return &core0.Result{ID: id, Command: cmd.Command}, nil
+	}
+	return finished(c, ctx, id)
+}
+
+// finished waits for job id's result; one that is not SUCCESS comes with a
+// JobFailed error carrying it.
+func finished(c *core0.Client, ctx context.Context, id string) (*core0.Result, error) {
+	r, err := c.Result(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.State != core0.StateSuccess {
+		msg := r.Data
+		if msg == "" {
+			msg = r.Stderr()
+		}
+		return r, &core0.Error{Node: c.Node(), Kind: core0.JobFailed, Op: r.Command, Result: r,
+			Err: fmt.Errorf("%s (code %d): %s", r.State, r.Code, strings.TrimSpace(msg))}
+	}
+	return r, nil
 }
