@@ -90,7 +90,7 @@ func TestNodeCommandsForBarclamps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		json.Unmarshal([]byte(r.Data), &id) //nolint:errcheck
+		json.Unmarshal([]byte(r.Data), &id)                                                                                   //nolint:errcheck
 		defer svc.Command(bg, tr, operator, nodes.Call{Node: ag.Node.Name, Command: core0.Command{Command: "corex.terminate", //nolint:errcheck
 			Arguments: json.RawMessage(fmt.Sprintf(`{"container": %d}`, id))}})
 		r, err = svc.Command(bg, tr, reader, nodes.Call{Node: ag.Node.Name, Container: id, Command: core0.Command{Command: "process.list"}})
