@@ -10,7 +10,9 @@ import (
 
 	"github.com/crowbar-go/crowbar/core/agent"
 	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/core0"
 	"github.com/crowbar-go/crowbar/core/model"
+	"github.com/crowbar-go/crowbar/core/nodes"
 	"github.com/gorilla/mux"
 )
 
@@ -203,4 +205,10 @@ func (s *Server) nodeAgent(w http.ResponseWriter, r *http.Request) {
 		view.RoundTrip = float64(time.Since(start).Microseconds()) / 1000
 	}
 	writeObject(w, r, http.StatusOK, "agent", view)
+}
+
+// NodeCommand sends a barclamp's core0 command to a node after checking who
+// may (plugins.NodeCommander).
+func (s *Server) NodeCommand(ctx context.Context, origin nodes.Origin, call nodes.Call) (*core0.Result, error) {
+	return s.nodes.Command(ctx, s.transport, origin, call)
 }

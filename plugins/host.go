@@ -44,8 +44,9 @@ type Host struct {
 	rt  wazero.Runtime
 	log hclog.Logger
 
-	mu  sync.RWMutex
-	api APICaller
+	mu    sync.RWMutex
+	api   APICaller
+	nodes NodeCommander
 }
 
 // New starts the wazero runtime and instantiates WASI and the crowbar host

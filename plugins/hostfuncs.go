@@ -11,7 +11,8 @@ import (
 )
 
 // The host module "crowbar": logging, the in-process API, the private
-// key/value store and time. Nothing else is imported into a barclamp.
+// key/value store, time and node commands. Nothing else is imported into a
+// barclamp.
 //
 // Functions taking a request read JSON at (ptr, len) in the guest's memory;
 // functions answering bytes allocate them in the guest with crowbar_alloc
@@ -25,6 +26,7 @@ func (h *Host) instantiateHostModule(ctx context.Context) error {
 	b.NewFunctionBuilder().WithFunc(h.jsonCall(h.kvList)).Export("kv_list")
 	b.NewFunctionBuilder().WithFunc(h.jsonCall(h.kvDelete)).Export("kv_delete")
 	b.NewFunctionBuilder().WithFunc(func(context.Context) int64 { return time.Now().UnixNano() }).Export("now")
+	b.NewFunctionBuilder().WithFunc(h.jsonCall(h.hostNode)).Export("node")
 	_, err := b.Instantiate(ctx)
 	return err
 }

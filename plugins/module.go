@@ -43,6 +43,7 @@ type ctxKey struct{}
 type callInfo struct {
 	barclamp string
 	inst     *instance
+	kind     string // "http" or "hook": whom node commands are sent for
 }
 
 func (m *module) Manifest() *barclamp.Manifest { return m.manifest }
@@ -147,7 +148,11 @@ func (m *module) call(ctx context.Context, what string, timeout time.Duration, p
 	if err != nil {
 		return nil, fail("%v", err)
 	}
-	ctx = context.WithValue(ctx, ctxKey{}, &callInfo{barclamp: m.name, inst: in})
+	kind := "hook"
+	if strings.HasPrefix(what, "http ") {
+		kind = "http"
+	}
+	ctx = context.WithValue(ctx, ctxKey{}, &callInfo{barclamp: m.name, inst: in, kind: kind})
 	start := time.Now()
 	out, err := m.invoke(ctx, in, payload, pick(in))
 	var big *oversized

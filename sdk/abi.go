@@ -122,3 +122,6 @@ func callHost(fn func(p, n uint32) uint64, req, answer any) error {
 
 //go:noinline
 func keepAlive(b []byte) { _ = b }
+
+//go:wasmimport crowbar node
+func hostNode(p, n uint32) uint64

@@ -374,9 +374,9 @@ func Transition(runlog string) *Result { return &Result{State: "transition", Run
 // Now is the host's clock.
 func Now() time.Time { return time.Unix(0, hostNow()) }
 
-// Node is the part of a node a barclamp usually needs; Event.NodeInfo
+// NodeInfo is the part of a node a barclamp usually needs; Event.NodeInfo
 // decodes it.
-type Node struct {
+type NodeInfo struct {
 	ID           int64          `json:"id"`
 	Name         string         `json:"name"`
 	Alias        string         `json:"alias"`
@@ -401,8 +401,8 @@ type NodeRole struct {
 }
 
 // NodeInfo decodes the event's node.
-func (e *Event) NodeInfo() (*Node, error) {
-	var n Node
+func (e *Event) NodeInfo() (*NodeInfo, error) {
+	var n NodeInfo
 	if err := json.Unmarshal(e.Node, &n); err != nil {
 		return nil, fmt.Errorf("the %s event carries no node: %v", e.Hook, err)
 	}

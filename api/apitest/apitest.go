@@ -60,6 +60,9 @@ func New(t testing.TB, st *store.Store, opts ...func(*Setup)) *Server {
 	if hs, ok := setup.Host.(interface{ SetAPI(plugins.APICaller) }); ok {
 		hs.SetAPI(apiSrv)
 	}
+	if hs, ok := setup.Host.(interface{ SetNodes(plugins.NodeCommander) }); ok {
+		hs.SetNodes(apiSrv)
+	}
 	srv := httptest.NewServer(apiSrv.Handler())
 	t.Cleanup(srv.Close)
 	ctx, stop := context.WithCancel(context.Background())

@@ -222,7 +222,7 @@ func findNode(key string) (nodeRef, *sdk.Response) {
 	if key == "" {
 		return nodeRef{}, sdk.Error(422, "node: a node name or id is required")
 	}
-	var n sdk.Node
+	var n sdk.NodeInfo
 	if err := sdk.APIJSON("GET", "/api/v2/nodes/"+key, nil, &n); err != nil {
 		var api *sdk.APIError
 		if errors.As(err, &api) && api.Status == 404 {

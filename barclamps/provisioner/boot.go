@@ -59,7 +59,7 @@ func normalMAC(s string) string {
 }
 
 // macs returns a node's admin MACs (its hint-admin-macs), normalised.
-func macs(n *sdk.Node) []string {
+func macs(n *sdk.NodeInfo) []string {
 	var out []string
 	list, _ := n.Hint["admin_macs"].([]any)
 	for _, m := range list {
@@ -72,13 +72,13 @@ func macs(n *sdk.Node) []string {
 	return out
 }
 
-func allNodes() ([]sdk.Node, error) {
-	var nodes []sdk.Node
+func allNodes() ([]sdk.NodeInfo, error) {
+	var nodes []sdk.NodeInfo
 	return nodes, sdk.APIJSON("GET", "/api/v2/nodes", nil, &nodes)
 }
 
 // nodeByMAC finds the node whose admin MACs include mac.
-func nodeByMAC(mac string) (*sdk.Node, error) {
+func nodeByMAC(mac string) (*sdk.NodeInfo, error) {
 	nodes, err := allNodes()
 	if err != nil {
 		return nil, err
@@ -130,7 +130,7 @@ func adminAddresses(id int64) (map[int64]string, error) {
 }
 
 // targetFor gathers what the templates need for node n.
-func targetFor(r *sdk.Request, n *sdk.Node, s *Settings) (*target, error) {
+func targetFor(r *sdk.Request, n *sdk.NodeInfo, s *Settings) (*target, error) {
 	short, domain := splitName(n.Name)
 	t := &target{ID: n.ID, Name: n.Name, Short: short, Domain: domain, Server: serverURL(r),
 		Files: filesURL(r, s), Keys: s.AccessKeys, DNS: []string{}}
@@ -213,7 +213,7 @@ func answerFile(kind string) sdk.HandlerFunc {
 		if want := map[string]string{"debian": "preseed", "redhat": "kickstart"}[env.Family]; want != kind {
 			return sdk.Error(404, "%s installs with a %s, not a %s", env.OS, want, kind)
 		}
-		var n sdk.Node
+		var n sdk.NodeInfo
 		if err := sdk.APIJSON("GET", "/api/v2/nodes/"+itoa(id), nil, &n); err != nil {
 			return sdk.Error(502, "%v", err)
 		}
@@ -295,7 +295,7 @@ func dhcp(r *sdk.Request) *sdk.Response {
 // showNode is the operator's view of a node's provisioning, token
 // included (for debugging an install by hand).
 func showNode(r *sdk.Request) *sdk.Response {
-	var n sdk.Node
+	var n sdk.NodeInfo
 	if err := sdk.APIJSON("GET", "/api/v2/nodes/"+r.Param("id"), nil, &n); err != nil {
 		if api, ok := err.(*sdk.APIError); ok {
 			return sdk.Error(api.Status, "%s", api.Message)

@@ -187,6 +187,7 @@ func runServer(ctx context.Context, o *serverOptions) error {
 		Nodes:  nodes.Config{DefaultDomain: o.defaultDomain, Heartbeat: o.agentHeartbeat, DeadAfter: o.agentDeadAfter}})
 	defer apiSrv.Transport().Close()
 	host.SetAPI(apiSrv)
+	host.SetNodes(apiSrv)
 	embedded, err := barclamps.Embedded()
 	if err != nil {
 		return fmt.Errorf("read embedded barclamps: %w", err)

@@ -20,45 +20,52 @@ type lease struct {
 }
 
 // dhcpRequest runs a DHCP exchange on ifname inside the network namespace
-// of pid: on a thread of its own that enters the namespace and dies with
-// the goroutine (so no thread returns to the pool in the wrong namespace).
-// With renew, it renews that lease instead.
+// of pid (renewing prev when given). The client's socket is made inside
+// that namespace on a locked thread, which then returns to the agent's
+// namespace; the exchange itself runs anywhere (the socket stays there).
 func dhcpRequest(pid int, ifname string, prev *nclient4.Lease) (*nclient4.Lease, error) {
-	type answer struct {
-		l   *nclient4.Lease
-		err error
+	cl, err := dhcpClient(pid, ifname)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan answer, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
-		ns, err := netns.GetFromPid(pid)
-		if err != nil {
-			ch <- answer{err: err}
-			return
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if prev != nil {
+		return cl.Renew(ctx, prev)
+	}
+	return cl.Request(ctx)
+}
+
+func dhcpClient(pid int, ifname string) (*nclient4.Client, error) {
+	runtime.LockOSThread()
+	home, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	defer home.Close()
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	defer ns.Close()
+	if err := netns.Set(ns); err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	cl, err := nclient4.New(ifname, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(4))
+	if err := netns.Set(home); err != nil {
+		// Leave the thread locked: it ends with this goroutine rather than
+		// serve others in the container's namespace.
+		if cl != nil {
+			cl.Close()
 		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			ch <- answer{err: err}
-			return
-		}
-		cl, err := nclient4.New(ifname, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(4))
-		if err != nil {
-			ch <- answer{err: err}
-			return
-		}
-		defer cl.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		var l *nclient4.Lease
-		if prev != nil {
-			l, err = cl.Renew(ctx, prev)
-		} else {
-			l, err = cl.Request(ctx)
-		}
-		ch <- answer{l, err}
-	}()
-	a := <-ch
-	return a.l, a.err
+		return nil, fmt.Errorf("return to the agent's network namespace: %w", err)
+	}
+	runtime.UnlockOSThread()
+	return cl, err
 }
 
 func leaseOf(l *nclient4.Lease) lease {

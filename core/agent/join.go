@@ -405,10 +405,15 @@ func scanNICs() (nicScan, error) {
 	return s, nil
 }
 
-// defaultRouteInterface reads /proc/net/route for the interface of the
-// IPv4 default route ("" when there is none).
+// defaultRouteInterface reads the calling thread's routes for the
+// interface of the IPv4 default route ("" when there is none).
+// (/proc/net is the main thread's view, which a locked thread may briefly
+// have moved into a container's namespace.)
 func defaultRouteInterface() string {
-	b, err := os.ReadFile("/proc/net/route")
+	b, err := os.ReadFile("/proc/thread-self/net/route")
+	if err != nil {
+		b, err = os.ReadFile("/proc/net/route")
+	}
 	if err != nil {
 		return ""
 	}
