@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,21 @@ func tarball(t *testing.T, gz bool, files map[string]string) []byte {
 	} else {
 		w = tar.NewWriter(&buf)
 	}
-	for name, content := range files {
+	// Files first, links after (a hard link needs its target written), in
+	// a fixed order.
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		li, lj := strings.HasPrefix(files[names[i]], "=>"), strings.HasPrefix(files[names[j]], "=>")
+		if li != lj {
+			return lj
+		}
+		return names[i] < names[j]
+	})
+	for _, name := range names {
+		content := files[name]
 		hdr := &tar.Header{Name: name, Mode: 0o755, Size: int64(len(content)), Typeflag: tar.TypeReg}
 		switch {
 		case strings.HasPrefix(content, "->"):
