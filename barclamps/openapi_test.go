@@ -31,7 +31,7 @@ func TestOpenAPIDescribesBarclampRoutes(t *testing.T) {
 	}
 	st := storetest.Open(t, storetest.Databases(t)[0].DSN)
 	host := pluginstest.Host(t, st, plugins.Config{PoolSize: 1})
-	for _, name := range []string{"crowbar", "network", "provisioner"} {
+	for _, name := range []string{"crowbar", "network", "provisioner", "zero-os"} {
 		m, err := host.Compile(context.Background(), name, pluginstest.Build(t, "barclamps/"+name))
 		if err != nil {
 			t.Fatal(err)

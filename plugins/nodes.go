@@ -42,6 +42,7 @@ type nodeRequest struct {
 	NoWait    bool            `json:"no_wait"`
 	Queue     string          `json:"queue"`
 	MaxTime   int             `json:"max_time"`
+	ResultOf  string          `json:"result_of"`
 }
 
 type nodeAnswer struct {
@@ -58,8 +59,8 @@ func (h *Host) hostNode(ctx context.Context, req []byte) any {
 	if err := json.Unmarshal(req, &r); err != nil {
 		return nodeAnswer{Status: http.StatusBadRequest, Error: "malformed node request: " + err.Error()}
 	}
-	if r.Node == "" || r.Command == "" {
-		return nodeAnswer{Status: http.StatusBadRequest, Error: "a node request names a node and a command"}
+	if r.Node == "" || (r.Command == "" && r.ResultOf == "") {
+		return nodeAnswer{Status: http.StatusBadRequest, Error: "a node request names a node and a command (or result_of)"}
 	}
 	nc := h.nodeCommander()
 	if nc == nil {
@@ -73,7 +74,7 @@ func (h *Host) hostNode(ctx context.Context, req []byte) any {
 			return nodeAnswer{Status: http.StatusForbidden, Error: "an open route may not command nodes: its callers are not authenticated"}
 		}
 	}
-	call := nodes.Call{Node: r.Node, Container: r.Container, Wait: time.Duration(r.TimeoutMS) * time.Millisecond, NoWait: r.NoWait,
+	call := nodes.Call{Node: r.Node, Container: r.Container, Wait: time.Duration(r.TimeoutMS) * time.Millisecond, NoWait: r.NoWait, ResultOf: r.ResultOf,
 		Command: core0.Command{Command: r.Command, Arguments: r.Arguments, Queue: r.Queue, MaxTime: r.MaxTime}}
 	res, err := nc.NodeCommand(ctx, origin, call)
 	if err != nil {
@@ -102,6 +103,8 @@ func nodeStatus(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.As(err, &ce) && ce.Kind == core0.Timeout:
 		return http.StatusGatewayTimeout
+	case errors.As(err, &ce) && ce.Kind == core0.UnknownJob:
+		return http.StatusNotFound
 	case errors.As(err, &ce):
 		return http.StatusBadGateway
 	}

@@ -88,6 +88,7 @@ type nodeRequest struct {
 	NoWait    bool            `json:"no_wait,omitempty"`
 	Queue     string          `json:"queue,omitempty"`
 	MaxTime   int             `json:"max_time,omitempty"`
+	ResultOf  string          `json:"result_of,omitempty"`
 }
 
 type nodeAnswer struct {
@@ -131,6 +132,21 @@ func (n NodeRef) Start(command string, args any) (string, error) {
 		return "", err
 	}
 	return r.ID, nil
+}
+
+// Result reads the result of job id on the node (or, with Container, a
+// job dispatched into that container): State "RUNNING" while it runs; a
+// *NodeError with Status 404 when the node does not know the job.
+func (n NodeRef) Result(id string) (*NodeResult, error) {
+	var ans nodeAnswer
+	req := nodeRequest{Node: n.key, ResultOf: id, Arguments: json.RawMessage("{}"), TimeoutMS: n.timeout.Milliseconds()}
+	if err := callHost(hostNode, req, &ans); err != nil {
+		return nil, err
+	}
+	if ans.Error != "" {
+		return ans.Result, &NodeError{Status: ans.Status, Message: ans.Error, Result: ans.Result}
+	}
+	return ans.Result, nil
 }
 
 // System runs a program with arguments (core.system) and waits for it.

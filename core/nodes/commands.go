@@ -136,6 +136,10 @@ type Call struct {
 	// NoWait answers once the node accepted the job: the result carries
 	// only its id.
 	NoWait bool
+	// ResultOf, when set, sends nothing: it reads the result of that job
+	// (state RUNNING while it runs, an UnknownJob error when the node does
+	// not know it). Reading needs any role.
+	ResultOf string
 }
 
 // Command sends call's command on origin's behalf and waits for its result
@@ -147,6 +151,9 @@ func (s *Service) Command(ctx context.Context, t *Transport, origin Origin, call
 	node, err := s.FindNode(ctx, call.Node)
 	if err != nil {
 		return nil, err
+	}
+	if call.ResultOf != "" {
+		return s.resultOf(ctx, t, origin, node, call)
 	}
 	cmd := call.Command
 	if len(cmd.Arguments) == 0 {
@@ -213,4 +220,27 @@ func finished(c *core0.Client, ctx context.Context, id string) (*core0.Result, e
 			Err: fmt.Errorf("%s (code %d): %s", r.State, r.Code, strings.TrimSpace(msg))}
 	}
 	return r, nil
+}
+
+// StateRunning is the state resultOf reports for a job still running.
+const StateRunning core0.State = "RUNNING"
+
+func (s *Service) resultOf(ctx context.Context, t *Transport, origin Origin, node *model.Node, call Call) (*core0.Result, error) {
+	if err := s.Permit(ctx, origin, node, core0.Command{Command: "job.list"}); err != nil {
+		return nil, err
+	}
+	c, err := t.Client(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	running, err := c.Running(ctx, call.ResultOf)
+	if err != nil {
+		return nil, err
+	}
+	if running {
+		return &core0.Result{ID: call.ResultOf, State: StateRunning}, nil
+	}
+	return c.Result(ctx, call.ResultOf)
 }

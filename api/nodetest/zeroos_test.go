@@ -1,0 +1,160 @@
+package nodetest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crowbar-go/crowbar/api/apitest"
+	"github.com/crowbar-go/crowbar/core/agent"
+	"github.com/crowbar-go/crowbar/core/agent/agenttest"
+	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/crowbar-go/crowbar/core/core0"
+	"github.com/crowbar-go/crowbar/core/nodes"
+	"github.com/crowbar-go/crowbar/core/store"
+	"github.com/crowbar-go/crowbar/core/store/storetest"
+	"github.com/crowbar-go/crowbar/plugins"
+	"github.com/crowbar-go/crowbar/plugins/pluginstest"
+)
+
+// zeroOSServer is a server with the zero-os barclamp installed (compiled
+// from source) and agents joined to it.
+func zeroOSServer(t *testing.T, st *store.Store) *apitest.Server {
+	t.Helper()
+	agenttest.Require(t)
+	wasm := pluginstest.Build(t, "barclamps/zero-os")
+	s := apitest.New(t, st, func(su *apitest.Setup) {
+		su.Host = pluginstest.Host(t, st, plugins.Config{PoolSize: 2})
+		su.API.Nodes = nodes.Config{Heartbeat: 250 * time.Millisecond, DeadAfter: time.Second}
+	})
+	if _, err := s.Barclamps.Install(context.Background(), wasm, barclamp.SourceEmbedded); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestZeroOSNodes: the orchestrator's node subtree under /zero-os/v2, the
+// seed's first three examples verbatim with a bearer JWT.
+func TestZeroOSNodes(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		s := zeroOSServer(t, st)
+		ag := s.StartAgent(func(c *agent.Config) { c.MAC = "52:54:00:12:34:56" })
+		other := s.StartAgent()
+		bearer := "Bearer " + s.Token
+
+		// List all Zero-OS nodes.
+		list := s.Must(200, "GET", "/zero-os/v2/nodes", "", "Authorization", bearer).List(t)
+		if len(list) != 2 || list[0]["id"] == nil || list[0]["hostname"] == nil || list[0]["ipaddress"] == nil {
+			t.Fatalf("nodes: %v", list)
+		}
+		var mine map[string]any
+		for _, n := range list {
+			if n["id"] == "525400123456" {
+				mine = n
+			}
+		}
+		if mine == nil || mine["status"] != "running" || mine["ipaddress"] != "127.0.0.1" {
+			t.Fatalf("node 525400123456 in %v", list)
+		}
+		// Memory information of a node: a list with gopsutil's fields.
+		mem := s.Must(200, "GET", "/zero-os/v2/nodes/525400123456/mem", "", "Authorization", bearer).List(t)
+		for _, k := range []string{"active", "available", "buffers", "cached", "free", "inactive", "total", "used", "usedPercent", "wired"} {
+			if _, ok := mem[0][k]; !ok {
+				t.Errorf("mem lacks %s: %v", k, mem[0])
+			}
+		}
+		// Reboot a node: 204, and the agent ran its reboot command.
+		r := s.Do("POST", "/zero-os/v2/nodes/525400123456/reboot", "", "Authorization", bearer)
+		if r.Status != 204 {
+			t.Fatalf("reboot: %d %s", r.Status, r.Body)
+		}
+
+		one := s.Must(200, "GET", "/zero-os/v2/nodes/525400123456", "").Object(t)
+		if one["id"] != "525400123456" || one["status"] != "running" {
+			t.Fatalf("one node: %v", one)
+		}
+		for _, sub := range []string{"cpus", "disks", "nics", "info", "state"} {
+			s.Must(200, "GET", "/zero-os/v2/nodes/525400123456/"+sub, "")
+		}
+		// Jobs and processes.
+		c := s.AgentClient(ag)
+		id, err := c.Push(ctx(t), core0.Command{Command: "core.system", Arguments: mustJSON(core0.SystemArgs{Name: "sleep", Args: []string{"77"}})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs := s.Must(200, "GET", "/zero-os/v2/nodes/525400123456/jobs", "").List(t)
+		if !strings.Contains(fmt.Sprint(jobs), id) || jobs[0]["startTime"] == nil {
+			t.Fatalf("jobs: %v", jobs)
+		}
+		if got := s.Must(200, "GET", "/zero-os/v2/nodes/525400123456/jobs/"+id, "").Object(t); got["state"] != "running" {
+			t.Fatalf("a running job: %v", got)
+		}
+		var pid float64
+		waitFor(t, func() bool {
+			for _, p := range s.Must(200, "GET", "/zero-os/v2/nodes/525400123456/processes", "").List(t) {
+				if p["cmdline"] == "sleep 77" {
+					pid = p["pid"].(float64)
+					return true
+				}
+			}
+			return false
+		})
+		p := s.Must(200, "GET", fmt.Sprintf("/zero-os/v2/nodes/525400123456/processes/%d", int(pid)), "").Object(t)
+		if p["cmdline"] != "sleep 77" || p["cpu"] == nil {
+			t.Fatalf("one process: %v", p)
+		}
+		s.Must(204, "DELETE", "/zero-os/v2/nodes/525400123456/jobs/"+id, "")
+		done := s.Must(200, "GET", "/zero-os/v2/nodes/525400123456/jobs/"+id, "").Object(t)
+		if done["state"] != "killed" || done["name"] != "core.system" {
+			t.Fatalf("a killed job: %v", done)
+		}
+		id2, _ := c.Push(ctx(t), core0.Command{Command: "bash", Arguments: mustJSON(core0.BashArgs{Script: "exec sleep 78"})})
+		waitFor(t, func() bool { return len(processes(t, c, "sleep 78")) == 1 })
+		pid2 := processes(t, c, "sleep 78")[0]
+		s.Must(204, "POST", fmt.Sprintf("/zero-os/v2/nodes/525400123456/processes/%d", pid2), `{"signal": 9}`)
+		if r, _ := c.Result(ctx(t), id2); r.State != core0.StateKilled {
+			t.Fatalf("signalled process: %+v", r)
+		}
+		c.Push(ctx(t), core0.Command{Command: "core.system", Arguments: mustJSON(core0.SystemArgs{Name: "sleep", Args: []string{"79"}})}) //nolint:errcheck
+		s.Must(204, "DELETE", "/zero-os/v2/nodes/525400123456/jobs", "")
+		waitFor(t, func() bool { return len(processes(t, c, "sleep 79")) == 0 })
+
+		// Refusals.
+		s.AddUser("reader", "reader-password", auth.RoleReader, true)
+		rt, _, _ := s.Auth.MintToken(&auth.Caller{Username: "reader", Role: auth.RoleReader}, time.Hour)
+		if r := s.Do("POST", "/zero-os/v2/nodes/525400123456/reboot", "", "Authorization", "Bearer "+rt); r.Status != 403 {
+			t.Errorf("a reader's reboot: %d %s", r.Status, r.Body)
+		}
+		s.Must(200, "GET", "/zero-os/v2/nodes/525400123456/mem", "", "Authorization", "Bearer "+rt)
+		for _, path := range []string{"/zero-os/v2/nodes/0000deadbeef", "/zero-os/v2/nodes/0000deadbeef/mem", "/zero-os/v2/nodes/525400123456/jobs/no-such-job"} {
+			if r := s.Do("GET", path, ""); r.Status != 404 || !strings.Contains(string(r.Body), `"message"`) {
+				t.Errorf("GET %s: %d %s", path, r.Status, r.Body)
+			}
+		}
+		if r := s.Do("GET", "/zero-os/v2/nodes/525400123456/processes/abc", ""); r.Status != 400 {
+			t.Errorf("bad pid: %d %s", r.Status, r.Body)
+		}
+		if r := s.Do("POST", "/zero-os/v2/nodes/525400123456/processes/12345", `{"signal": 99}`); r.Status != 422 || !strings.Contains(string(r.Body), `"field":"signal"`) {
+			t.Errorf("bad signal: %d %s", r.Status, r.Body)
+		}
+		if r := s.Do("GET", "/zero-os/v2/nodes", "", "Authorization", ""); r.Status != 401 {
+			t.Errorf("no credentials: %d", r.Status)
+		}
+		// A stopped agent: 502 naming the node, and halted once its heartbeats stop.
+		other.Stop() //nolint:errcheck
+		zid := strings.ReplaceAll(other.Config.MAC, ":", "")
+		r = s.Do("GET", "/zero-os/v2/nodes/"+zid+"/mem", "")
+		if r.Status != 502 || !strings.Contains(string(r.Body), other.Node.Name) {
+			t.Errorf("a stopped agent's mem: %d %s", r.Status, r.Body)
+		}
+		waitFor(t, func() bool {
+			var n map[string]any
+			json.Unmarshal(s.Do("GET", "/zero-os/v2/nodes/"+zid, "").Body, &n) //nolint:errcheck
+			return n["status"] == "halted"
+		})
+	})
+}

@@ -1,0 +1,327 @@
+//go:build wasip1
+
+// Command zero-os is the first-party barclamp that serves the Zero-OS
+// orchestrator's API under /zero-os/v2: nodes (machines whose crowbar
+// agent or Zero-OS core0 joined), their memory, CPUs, disks, nics, jobs and
+// processes, reached through the server's core0 transport with the host's
+// node commands (sdk.Node). A node's id is its MAC without colons.
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/crowbar-go/crowbar/sdk"
+)
+
+func init() {
+	sdk.Register(&sdk.Barclamp{
+		Name:        "zero-os",
+		Version:     "0.1.0",
+		Description: "The Zero-OS orchestrator API: nodes, jobs and processes through their agents",
+		Routes: []sdk.Route{
+			{Method: "GET", Path: "/nodes", Handler: listNodes},
+			{Method: "GET", Path: "/nodes/{nodeid}", Handler: getNode},
+			{Method: "POST", Path: "/nodes/{nodeid}/reboot", Handler: reboot},
+			{Method: "GET", Path: "/nodes/{nodeid}/mem", Handler: info("info.mem", true)},
+			{Method: "GET", Path: "/nodes/{nodeid}/cpus", Handler: info("info.cpu", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/disks", Handler: info("info.disk", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/nics", Handler: info("info.nic", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/info", Handler: info("info.os", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/state", Handler: info("core.state", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/jobs", Handler: listJobs},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/jobs", Handler: killAllJobs},
+			{Method: "GET", Path: "/nodes/{nodeid}/jobs/{jobid}", Handler: getJob},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/jobs/{jobid}", Handler: killJob},
+			{Method: "GET", Path: "/nodes/{nodeid}/processes", Handler: listProcesses},
+			{Method: "GET", Path: "/nodes/{nodeid}/processes/{pid}", Handler: getProcess},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/processes/{pid}", Handler: killProcess},
+			{Method: "POST", Path: "/nodes/{nodeid}/processes/{pid}", Handler: signalProcess},
+		},
+	})
+}
+
+func main() {}
+
+// Node is the orchestrator's Node.
+type Node struct {
+	ID        string `json:"id"`
+	Hostname  string `json:"hostname"`
+	IPAddress string `json:"ipaddress"`
+	Status    string `json:"status"` // running or halted
+}
+
+// agentNode is what the core API tells of a node with an agent.
+type agentNode struct {
+	Name      string `json:"name"`
+	Alive     bool   `json:"alive"`
+	Discovery struct {
+		Hostname string `json:"hostname"`
+		ZeroOS   struct {
+			ID string `json:"id"`
+		} `json:"zero_os"`
+		Agent struct {
+			Address string `json:"address"`
+		} `json:"agent"`
+	} `json:"discovery"`
+}
+
+// view is a node as the orchestrator shows it: running while its agent's
+// heartbeats arrive (the node is alive), halted otherwise.
+func (n *agentNode) view() Node {
+	host, _, err := net.SplitHostPort(n.Discovery.Agent.Address)
+	if err != nil {
+		host = n.Discovery.Agent.Address
+	}
+	hostname := n.Discovery.Hostname
+	if hostname == "" {
+		hostname, _, _ = strings.Cut(n.Name, ".")
+	}
+	status := "halted"
+	if n.Alive {
+		status = "running"
+	}
+	return Node{ID: n.Discovery.ZeroOS.ID, Hostname: hostname, IPAddress: host, Status: status}
+}
+
+func agentNodes() ([]agentNode, error) {
+	var all []agentNode
+	if err := sdk.APIJSON("GET", "/api/v2/nodes", nil, &all); err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, n := range all {
+		if n.Discovery.ZeroOS.ID != "" {
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Discovery.ZeroOS.ID < out[j].Discovery.ZeroOS.ID })
+	return out, nil
+}
+
+func listNodes(*sdk.Request) *sdk.Response {
+	nodes, err := agentNodes()
+	if err != nil {
+		return sdk.Error(http.StatusBadGateway, "list nodes: %v", err)
+	}
+	out := make([]Node, 0, len(nodes))
+	for i := range nodes {
+		out = append(out, nodes[i].view())
+	}
+	return sdk.JSON(http.StatusOK, out)
+}
+
+// find returns the node whose Zero-OS id is the request's nodeid.
+func find(r *sdk.Request) (*agentNode, *sdk.Response) {
+	id := strings.ToLower(r.Param("nodeid"))
+	nodes, err := agentNodes()
+	if err != nil {
+		return nil, sdk.Error(http.StatusBadGateway, "list nodes: %v", err)
+	}
+	for i := range nodes {
+		if nodes[i].Discovery.ZeroOS.ID == id {
+			return &nodes[i], nil
+		}
+	}
+	return nil, sdk.Error(http.StatusNotFound, "node '%s' not found (a node's id is its MAC without colons)", r.Param("nodeid"))
+}
+
+func getNode(r *sdk.Request) *sdk.Response {
+	n, fail := find(r)
+	if fail != nil {
+		return fail
+	}
+	return sdk.JSON(http.StatusOK, n.view())
+}
+
+// failed answers a node command's error with its status (403, 404, 409,
+// 502, 504) and message.
+func failed(err error) *sdk.Response {
+	if ne, ok := sdk.AsNodeError(err); ok && ne.Status >= 400 {
+		return sdk.Error(ne.Status, "%s", ne.Message)
+	}
+	return sdk.Error(http.StatusBadGateway, "%v", err)
+}
+
+func reboot(r *sdk.Request) *sdk.Response {
+	if _, err := sdk.Node(r.Param("nodeid")).Call("core.reboot", nil); err != nil {
+		return failed(err)
+	}
+	return &sdk.Response{Status: http.StatusNoContent}
+}
+
+// info answers a node's info.* (or core.state) as the orchestrator shows
+// it; asList wraps a single object in a list, as the seed's mem example.
+func info(command string, asList bool) sdk.HandlerFunc {
+	return func(r *sdk.Request) *sdk.Response {
+		var v any
+		if err := sdk.Node(r.Param("nodeid")).JSON(command, nil, &v); err != nil {
+			return failed(err)
+		}
+		if asList {
+			v = []any{v}
+		}
+		return sdk.JSON(http.StatusOK, v)
+	}
+}
+
+// JobListItem is the orchestrator's job list entry.
+type JobListItem struct {
+	ID        string `json:"id"`
+	StartTime int64  `json:"startTime"`
+}
+
+type runningJob struct {
+	Cmd struct {
+		ID string `json:"id"`
+	} `json:"cmd"`
+	StartTime int64 `json:"starttime"`
+}
+
+func listJobs(r *sdk.Request) *sdk.Response {
+	var jobs []runningJob
+	if err := sdk.Node(r.Param("nodeid")).JSON("job.list", map[string]any{"id": nil}, &jobs); err != nil {
+		return failed(err)
+	}
+	out := make([]JobListItem, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, JobListItem{ID: j.Cmd.ID, StartTime: j.StartTime})
+	}
+	return sdk.JSON(http.StatusOK, out)
+}
+
+func killAllJobs(r *sdk.Request) *sdk.Response {
+	if _, err := sdk.Node(r.Param("nodeid")).Call("core.killall", nil); err != nil {
+		return failed(err)
+	}
+	return &sdk.Response{Status: http.StatusNoContent}
+}
+
+// JobResult is the orchestrator's JobResult.
+type JobResult struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Level     int    `json:"level"`
+	StartTime int64  `json:"startTime"`
+	Stdout    string `json:"stdout"`
+	Stderr    string `json:"stderr"`
+	State     string `json:"state"` // unknown_cmd, error, success, killed, timeout, duplicate_id, running
+	Data      string `json:"data"`
+}
+
+func jobResult(res *sdk.NodeResult) JobResult {
+	return JobResult{ID: res.ID, Name: res.Command, Level: res.Level, StartTime: res.StartTime, Stdout: res.Stdout(),
+		Stderr: res.Stderr(), State: strings.ToLower(res.State), Data: res.Data}
+}
+
+func getJob(r *sdk.Request) *sdk.Response {
+	res, err := sdk.Node(r.Param("nodeid")).Result(r.Param("jobid"))
+	if err != nil {
+		return failed(err)
+	}
+	return sdk.JSON(http.StatusOK, jobResult(res))
+}
+
+func killJob(r *sdk.Request) *sdk.Response {
+	if _, err := sdk.Node(r.Param("nodeid")).Call("job.kill", map[string]any{"id": r.Param("jobid"), "signal": 9}); err != nil {
+		return failed(err)
+	}
+	return &sdk.Response{Status: http.StatusNoContent}
+}
+
+// Process is the orchestrator's Process.
+type Process struct {
+	Cmdline string             `json:"cmdline"`
+	CPU     map[string]float64 `json:"cpu"`
+	PID     int                `json:"pid"`
+	RSS     uint64             `json:"rss"`
+	Swap    uint64             `json:"swap"`
+	VMS     uint64             `json:"vms"`
+}
+
+func processes(r *sdk.Request, pid any) ([]Process, *sdk.Response) {
+	var ps []Process
+	if err := sdk.Node(r.Param("nodeid")).JSON("process.list", map[string]any{"pid": pid}, &ps); err != nil {
+		return nil, failed(err)
+	}
+	if ps == nil {
+		ps = []Process{}
+	}
+	return ps, nil
+}
+
+func listProcesses(r *sdk.Request) *sdk.Response {
+	ps, fail := processes(r, nil)
+	if fail != nil {
+		return fail
+	}
+	return sdk.JSON(http.StatusOK, ps)
+}
+
+func pidParam(r *sdk.Request) (int, *sdk.Response) {
+	pid, err := strconv.Atoi(r.Param("pid"))
+	if err != nil || pid <= 0 {
+		return 0, sdk.Error(http.StatusBadRequest, "pid '%s' is not a process id", r.Param("pid"))
+	}
+	return pid, nil
+}
+
+func getProcess(r *sdk.Request) *sdk.Response {
+	pid, fail := pidParam(r)
+	if fail != nil {
+		return fail
+	}
+	ps, fail := processes(r, pid)
+	if fail != nil {
+		return fail
+	}
+	if len(ps) == 0 {
+		return sdk.Error(http.StatusNotFound, "process %d not found", pid)
+	}
+	return sdk.JSON(http.StatusOK, ps[0])
+}
+
+func killProcess(r *sdk.Request) *sdk.Response {
+	return sendSignal(r, 15)
+}
+
+// signalProcess answers POST /processes/{pid} with {"signal": n} (default 15).
+func signalProcess(r *sdk.Request) *sdk.Response {
+	body := struct {
+		Signal *int `json:"signal"`
+	}{}
+	if len(r.Body) > 0 {
+		if err := r.Decode(&body); err != nil {
+			return sdk.Error(http.StatusBadRequest, "%v", err)
+		}
+	}
+	sig := 15
+	if body.Signal != nil {
+		sig = *body.Signal
+	}
+	if sig < 1 || sig > 64 {
+		return &sdk.Response{Status: http.StatusUnprocessableEntity, Headers: map[string][]string{"Content-Type": {"application/json"}},
+			Body: mustJSON(map[string]any{"status": 422, "message": "signal must be between 1 and 64", "field": "signal"})}
+	}
+	return sendSignal(r, sig)
+}
+
+func sendSignal(r *sdk.Request, sig int) *sdk.Response {
+	pid, fail := pidParam(r)
+	if fail != nil {
+		return fail
+	}
+	if _, err := sdk.Node(r.Param("nodeid")).Call("process.kill", map[string]any{"pid": pid, "signal": sig}); err != nil {
+		return failed(err)
+	}
+	return &sdk.Response{Status: http.StatusNoContent}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
