@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +159,144 @@ func TestZeroOSNodes(t *testing.T) {
 			return n["status"] == "halted"
 		})
 	})
+}
+
+// TestZeroOSContainers: the seed's container examples (list, create, jobs,
+// kill a job, processes, start a process) with the seed's field names and
+// status codes, on a root and a nic this agent supports.
+func TestZeroOSContainers(t *testing.T) {
+	st := storetest.Open(t, filepath.Join(t.TempDir(), "crowbar.db"))
+	s := zeroOSServer(t, st)
+	ag := s.StartAgent(func(c *agent.Config) { c.MAC = "52:54:00:12:34:56" })
+	c := s.AgentClient(ag)
+	t.Cleanup(func() {
+		var list map[string]any
+		if c.JSON(context.Background(), "corex.list", struct{}{}, &list) == nil {
+			for id := range list {
+				c.JSON(context.Background(), "corex.terminate", map[string]any{"container": json.Number(id)}, nil) //nolint:errcheck
+			}
+		}
+	})
+	root := busyboxRoot(t)
+	bearer := []string{"Authorization", "Bearer " + s.Token}
+	base := "/zero-os/v2/nodes/525400123456/containers"
+
+	if got := s.Must(200, "GET", base, "", bearer...).List(t); len(got) != 0 {
+		t.Fatalf("no containers yet: %v", got)
+	}
+	create := fmt.Sprintf(`{
+  "nics":[{"config":{"dhcp":false,"cidr":"172.31.200.217/16","gateway":"172.31.0.1","dns":["8.8.8.8"]},"id":"0","type":"default"}],
+  "id":"vfw_22",
+  "filesystems":[],
+  "flist":%q,
+  "hostNetworking":false,
+  "hostname":"vfw_22",
+  "initprocesses":[{"name": "/bin/sleep", "args": ["1000"], "pwd": "", "environment": ["A=1"]}],
+  "ports":["18484:80"]
+}`, root)
+	if r := s.Do("POST", base, create, bearer...); r.Status != 204 {
+		t.Fatalf("create a container: %d %s", r.Status, r.Body)
+	}
+	list := s.Must(200, "GET", base, "", bearer...).List(t)
+	if len(list) != 1 || list[0]["id"] != "vfw_22" || list[0]["hostname"] != "vfw_22" || list[0]["flist"] != root || list[0]["status"] != "running" {
+		t.Fatalf("containers: %v", list)
+	}
+	got := s.Must(200, "GET", base+"/vfw_22", "").Object(t)
+	if got["status"] != "running" || len(got["initprocesses"].([]any)) != 1 || got["ports"].([]any)[0] != "18484:80" {
+		t.Fatalf("the container: %v", got)
+	}
+	// List jobs on a container: the init process runs as a job.
+	var jobs []map[string]any
+	waitFor(t, func() bool {
+		jobs = s.Must(200, "GET", base+"/vfw_22/jobs", "", bearer...).List(t)
+		return len(jobs) >= 1
+	})
+	if jobs[0]["id"] == nil || jobs[0]["startTime"] == nil {
+		t.Fatalf("container jobs: %v", jobs)
+	}
+	// Kill a job.
+	if r := s.Do("DELETE", base+"/vfw_22/jobs/"+jobs[0]["id"].(string), "", bearer...); r.Status != 204 {
+		t.Fatalf("kill a job: %d %s", r.Status, r.Body)
+	}
+	// List processes on a container: its init is pid 1.
+	procs := s.Must(200, "GET", base+"/vfw_22/processes", "", bearer...).List(t)
+	if len(procs) == 0 || procs[0]["pid"].(float64) != 1 || procs[0]["cpu"] == nil {
+		t.Fatalf("container processes: %v", procs)
+	}
+	// Start a process on a container (the seed sends env): 202.
+	if r := s.Do("POST", base+"/vfw_22/processes", `{"name": "/bin/sleep", "pwd": "", "args": ["999"], "env": []}`, bearer...); r.Status != 202 {
+		t.Fatalf("start a process: %d %s", r.Status, r.Body)
+	}
+	waitFor(t, func() bool {
+		return strings.Contains(string(s.Must(200, "GET", base+"/vfw_22/processes", "").Body), "sleep 999")
+	})
+	for _, sub := range []string{"state", "mem", "cpus", "nics", "info"} {
+		s.Must(200, "GET", base+"/vfw_22/"+sub, "")
+	}
+	// Stop keeps the definition (halted); start runs it again.
+	s.Must(204, "POST", base+"/vfw_22/stop", "")
+	if got := s.Must(200, "GET", base+"/vfw_22", "").Object(t); got["status"] != "halted" {
+		t.Fatalf("after stop: %v", got)
+	}
+	if r := s.Do("GET", base+"/vfw_22/processes", ""); r.Status != 409 {
+		t.Fatalf("processes of a stopped container: %d %s", r.Status, r.Body)
+	}
+	s.Must(204, "POST", base+"/vfw_22/start", "")
+	if got := s.Must(200, "GET", base+"/vfw_22", "").Object(t); got["status"] != "running" {
+		t.Fatalf("after start: %v", got)
+	}
+
+	// Bad input: nothing stored.
+	s.AddUser("reader", "reader-password", auth.RoleReader, true)
+	rt, _, _ := s.Auth.MintToken(&auth.Caller{Username: "reader", Role: auth.RoleReader}, time.Hour)
+	before := storetest.Snapshot(t, st)
+	for _, tc := range []struct {
+		body   string
+		status int
+		field  string
+	}{
+		{`{"id": "x", "flist": `, 400, ""},
+		{`{"id": "x", "flist": "/r", "colour": "red"}`, 400, ""},
+		{`{"id": "x", "flist": 7}`, 400, ""},
+		{`{"id": "no spaces", "flist": "/r"}`, 422, "name"},
+		{`{"id": "x"}`, 422, "flist"},
+		{`{"id": "x", "flist": "/r", "ports": ["eighty"]}`, 422, "ports"},
+		{`{"id": "x", "flist": "/r", "nics": [{"id": "0"}]}`, 422, "nics"},
+		{create, 409, ""},
+	} {
+		r := s.Do("POST", base, tc.body)
+		if r.Status != tc.status || !strings.Contains(string(r.Body), `"field":"`+tc.field) && tc.field != "" {
+			t.Errorf("POST %s: %d %s, want %d (field %q)", tc.body, r.Status, r.Body, tc.status, tc.field)
+		}
+	}
+	if r := s.Do("POST", base+"/vfw_22/processes", `{"pwd": "/"}`); r.Status != 422 {
+		t.Errorf("a process without a name: %d %s", r.Status, r.Body)
+	}
+	if r := s.Do("POST", base, strings.Replace(create, "vfw_22", "vfw_23", -1), "Authorization", "Bearer "+rt); r.Status != 403 {
+		t.Errorf("a reader creates: %d %s", r.Status, r.Body)
+	}
+	if r := s.Do("POST", base+"/vfw_22/processes", `{"name": "/bin/true"}`, "Authorization", "Bearer "+rt); r.Status != 403 {
+		t.Errorf("a reader starts a process: %d %s", r.Status, r.Body)
+	}
+	if after := storetest.Snapshot(t, st); !reflect.DeepEqual(before, after) {
+		t.Error("refused requests changed stored data")
+	}
+	s.Must(404, "GET", base+"/nope", "")
+	// A root the agent cannot use (the seed's flist): defined (204), halted with the reason.
+	flist := `{"id": "vfw_24", "flist": "http://192.0.2.132:8080/deboeckj/lede.flist", "nics": [{"type": "default", "id": "0"}]}`
+	s.Must(204, "POST", base, flist)
+	if got := s.Must(200, "GET", base+"/vfw_24", "").Object(t); got["status"] != "halted" || !strings.Contains(fmt.Sprint(got["error"]), "flist") {
+		t.Fatalf("a container from an flist: %v", got)
+	}
+	// Delete: gone from the node and the list.
+	s.Must(204, "DELETE", base+"/vfw_22", "")
+	s.Must(204, "DELETE", base+"/vfw_24", "")
+	if got := s.Must(200, "GET", base, "").List(t); len(got) != 0 {
+		t.Fatalf("after delete: %v", got)
+	}
+	var left map[string]any
+	c.JSON(ctx(t), "corex.list", struct{}{}, &left) //nolint:errcheck
+	if len(left) != 0 {
+		t.Fatalf("containers left on the node: %v", left)
+	}
 }
