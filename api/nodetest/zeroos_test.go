@@ -1,9 +1,11 @@
 package nodetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"mime/multipart"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -233,6 +235,37 @@ func TestZeroOSContainers(t *testing.T) {
 	for _, sub := range []string{"state", "mem", "cpus", "nics", "info"} {
 		s.Must(200, "GET", base+"/vfw_22/"+sub, "")
 	}
+	// Files: upload (multipart), download, delete.
+	payload := strings.Repeat("crowbar\n", 100000) // 800 KB: two write blocks
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	fw, _ := mw.CreateFormFile("file", "big.txt")
+	fw.Write([]byte(payload)) //nolint:errcheck
+	mw.Close()
+	if r := s.Do("POST", base+"/vfw_22/filesystem?path=/tmp/big.txt", mp.String(), "Content-Type", mw.FormDataContentType()); r.Status != 204 {
+		t.Fatalf("upload: %d %s", r.Status, r.Body)
+	}
+	if r := s.Must(200, "GET", base+"/vfw_22/filesystem?path=/tmp/big.txt", ""); string(r.Body) != payload {
+		t.Fatalf("download: %d bytes back, %d sent", len(r.Body), len(payload))
+	}
+	for _, bad := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"GET", "/vfw_22/filesystem", "", 422},
+		{"GET", "/vfw_22/filesystem?path=relative", "", 422},
+		{"GET", "/vfw_22/filesystem?path=/no/such/file", "", 404},
+		{"POST", "/vfw_22/filesystem?path=/tmp/x", "not multipart", 400},
+		{"DELETE", "/vfw_22/filesystem", `{"path": "/no/such"}`, 404},
+	} {
+		r := s.Do(bad.method, base+bad.path, bad.body, "Content-Type", "multipart/form-data")
+		if r.Status != bad.status {
+			t.Errorf("%s %s: %d %s, want %d", bad.method, bad.path, r.Status, r.Body, bad.status)
+		}
+	}
+	s.Must(204, "DELETE", base+"/vfw_22/filesystem", `{"path": "/tmp/big.txt"}`)
+	s.Must(404, "GET", base+"/vfw_22/filesystem?path=/tmp/big.txt", "")
+
 	// Stop keeps the definition (halted); start runs it again.
 	s.Must(204, "POST", base+"/vfw_22/stop", "")
 	if got := s.Must(200, "GET", base+"/vfw_22", "").Object(t); got["status"] != "halted" {

@@ -63,6 +63,9 @@ func init() {
 			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/processes/{pid}", Handler: containerProcess},
 			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}/processes/{pid}", Handler: killContainerProcess},
 			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/processes/{pid}", Handler: signalContainerProcessRoute},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/filesystem", Handler: download},
+			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/filesystem", Handler: upload},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}/filesystem", Handler: deleteFile},
 		},
 	})
 }
@@ -164,7 +167,11 @@ func getNode(r *sdk.Request) *sdk.Response {
 // 502, 504) and message.
 func failed(err error) *sdk.Response {
 	if ne, ok := sdk.AsNodeError(err); ok && ne.Status >= 400 {
-		return sdk.Error(ne.Status, "%s", ne.Message)
+		status := ne.Status
+		if status == http.StatusBadGateway && ne.Result != nil && ne.Result.Code == http.StatusNotFound {
+			status = http.StatusNotFound // the node ran the job: what it looked for is not there
+		}
+		return sdk.Error(status, "%s", ne.Message)
 	}
 	return sdk.Error(http.StatusBadGateway, "%v", err)
 }
