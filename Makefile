@@ -31,7 +31,8 @@ test: barclamps test-tools vet fmt-check
 	$(GO) test $(RACE) -count=1 $(PKGS)
 
 ## test-tools: system tools the tests use, installed when missing: dnsmasq and debconf (generated files),
-## python3-redis and python3-yaml (the Zero-OS Python client's calls against the agent), busybox-static
+## python3-redis and python3-yaml (the Zero-OS Python client's calls against the agent), python3-requests
+## (the Zero-OS orchestrator client's calls against /zero-os/v2), busybox-static
 ## (the root filesystem of the agent's test containers)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-tools:
@@ -40,6 +41,7 @@ test-tools:
 	command -v debconf-set-selections >/dev/null 2>&1 || missing="$$missing debconf"; \
 	/usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || missing="$$missing python3-redis"; \
 	/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing="$$missing python3-yaml"; \
+	/usr/bin/python3 -c 'import requests' >/dev/null 2>&1 || missing="$$missing python3-requests"; \
 	[ -x /bin/busybox ] || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (tests use them: see make test-tools in the Makefile)"; \

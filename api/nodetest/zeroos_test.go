@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime/multipart"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -331,5 +333,41 @@ func TestZeroOSContainers(t *testing.T) {
 	c.JSON(ctx(t), "corex.list", struct{}{}, &left) //nolint:errcheck
 	if len(left) != 0 {
 		t.Fatalf("containers left on the node: %v", left)
+	}
+}
+
+// TestZeroOSOrchestratorPythonClient: the calls of the orchestrator's
+// generated Python client (testdata/orchestrator_client.py, on Debian's
+// python3-requests) against /zero-os/v2.
+func TestZeroOSOrchestratorPythonClient(t *testing.T) {
+	if err := exec.Command(python, "-c", "import requests").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s cannot import requests (make test-tools installs python3-requests): %v", python, err)
+		}
+		t.Skipf("skipped: %s cannot import requests; run make test-tools", python)
+	}
+	st := storetest.Open(t, filepath.Join(t.TempDir(), "crowbar.db"))
+	s := zeroOSServer(t, st)
+	ag := s.StartAgent(func(c *agent.Config) { c.MAC = "52:54:00:12:34:56" })
+	c := s.AgentClient(ag)
+	t.Cleanup(func() {
+		var list map[string]any
+		if c.JSON(context.Background(), "corex.list", struct{}{}, &list) == nil {
+			for id := range list {
+				c.JSON(context.Background(), "corex.terminate", map[string]any{"container": json.Number(id)}, nil) //nolint:errcheck
+			}
+		}
+	})
+	script := filepath.Join(filepath.Dir(pythonScript()), "orchestrator_client.py")
+	out, err := exec.Command(python, script, s.URL+"/zero-os/v2", s.Token, "525400123456", busyboxRoot(t)).CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("the orchestrator client failed: %v", err)
+	}
+	for _, check := range []string{"ListNodes GetNode", "GetMemInfo", "ListNodeProcesses", "CreateContainer ListContainers GetContainer",
+		"StartContainerProcess", "StartContainerJob", "FileUpload FileDownload", "StopContainer StartContainer DeleteContainer", "404"} {
+		if !strings.Contains(string(out), "ok "+check) {
+			t.Errorf("check %q did not pass", check)
+		}
 	}
 }
