@@ -51,7 +51,7 @@ test-tools:
 ## vet: the host packages, then the guest side (SDK with its examples, barclamps, test guests) as wasip1
 vet:
 	$(GO) vet $(PKGS)
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/ ./barclamps/... ./examples/... ./plugins/testdata/echo ./plugins/testdata/faulty ./plugins/testdata/graph ./plugins/testdata/chain
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/ ./barclamps/... ./examples/... ./plugins/testdata/echo ./plugins/testdata/faulty ./plugins/testdata/graph ./plugins/testdata/chain ./plugins/testdata/scriptjig
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -28,7 +28,7 @@ func fixture(t *testing.T, s *apitest.Server) {
 	s.Must(201, "POST", "/api/v2/nodes", `{"name": "a.example.com"}`)
 	s.Must(201, "POST", "/api/v2/deployments", `{"name": "test1"}`)
 	s.Must(201, "POST", "/api/v2/groups", `{"name": "rack1", "category": "rack"}`)
-	s.Must(201, "POST", "/api/v2/jigs", `{"name": "script"}`)
+	s.Must(201, "POST", "/api/v2/jigs", `{"name": "ansible"}`)
 	s.Must(201, "POST", "/api/v2/deployment_roles", `{"deployment": "test1", "role": "crowbar-managed-node"}`)
 }
 

@@ -109,17 +109,17 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	s.bus = anneal.NewBus()
 	ac := cfg.Anneal
 	ac.Bus, ac.Logger, ac.Postgres = s.bus, cfg.Logger, cfg.Store.Dialect == store.Postgres
-	ac.Jigs = map[string]anneal.Jig{"noop": anneal.Noop, "wasm": anneal.WasmJig(cfg.Barclamps)}
-	s.hooks = anneal.NewHooks(cfg.Store.DB, cfg.Barclamps, cfg.Logger)
-	ac.Hooks = s.hooks
-	s.annealer = anneal.New(cfg.Store.DB, ac)
-	s.res = s.newResources(cfg.Store)
 	nc := cfg.Nodes
 	nc.Logger = cfg.Logger.Named("nodes")
 	nc.NodeCreated = func(n *model.Node) { s.hooks.Node("on_node_create", n) }
 	nc.NodeChanged = func(*model.Node) { s.annealer.Kick() }
 	s.nodes = nodes.New(cfg.Store, cfg.Auth, nc)
 	s.transport = nodes.NewTransport(s.nodes)
+	ac.Jigs = map[string]anneal.Jig{"noop": anneal.Noop, "wasm": anneal.WasmJig(cfg.Barclamps), "script": nodes.ScriptJig(s.transport)}
+	s.hooks = anneal.NewHooks(cfg.Store.DB, cfg.Barclamps, cfg.Logger)
+	ac.Hooks = s.hooks
+	s.annealer = anneal.New(cfg.Store.DB, ac)
+	s.res = s.newResources(cfg.Store)
 
 	r := mux.NewRouter()
 	jsonErrors(r)

@@ -58,7 +58,7 @@ type Barclamp struct {
 type Role struct {
 	Name        string
 	Description string
-	Jig         string   // "noop" or "wasm"; default from the hooks
+	Jig         string   // "noop", "wasm" or "script"; default from the hooks and Script
 	Requires    []string // roles a node needs first
 	// Flags: implicit, bootstrap, discovery, server, cluster, destructive,
 	// milestone, library, abstract, powersave, service.
@@ -66,6 +66,12 @@ type Role struct {
 	Cohort   int
 	Template map[string]any // the role's default data
 	Attribs  []Attrib
+	// Script, when set, is run on the node by the script jig: through the
+	// node's agent with bash (or its own #! line), the merged attribs as
+	// JSON on stdin and in the file $CROWBAR_ATTRIBS; JSON it writes to
+	// $CROWBAR_WALL becomes the node-role's wall data; exit 0 is ACTIVE,
+	// anything else ERROR. A role has a script or an OnTodo, not both.
+	Script string
 
 	OnProposed HookFunc
 	OnTodo     HookFunc
@@ -132,6 +138,7 @@ type roleJSON struct {
 	Template    map[string]any `json:"template,omitempty"`
 	Attribs     []attribJSON   `json:"attribs"`
 	Hooks       []string       `json:"hooks"`
+	Script      string         `json:"script,omitempty"`
 }
 
 type routeJSON struct {
@@ -185,7 +192,7 @@ func (b *Barclamp) manifest() manifestJSON {
 	for _, r := range b.Roles {
 		m.Roles = append(m.Roles, roleJSON{Name: r.Name, Description: r.Description, Jig: r.Jig,
 			Requires: append([]string{}, r.Requires...), Flags: append([]string{}, r.Flags...), Cohort: r.Cohort,
-			Template: r.Template, Attribs: attribsJSON(r.Attribs),
+			Template: r.Template, Attribs: attribsJSON(r.Attribs), Script: r.Script,
 			Hooks: hookNames("on_proposed", r.OnProposed, "on_todo", r.OnTodo, "on_active", r.OnActive, "on_error", r.OnError)})
 	}
 	for _, rt := range b.Routes {

@@ -46,7 +46,7 @@ var cliResources = []resourceSpec{
 	{name: "deployments", singular: "deployment", example: "test1", writable: true, create: `{"name": "test1"}`},
 	{name: "deployment_roles", singular: "deployment-role", example: "1", writable: true, create: `{"deployment": "test1", "role": "crowbar-managed-node"}`},
 	{name: "groups", singular: "group", example: "rack1", writable: true, create: `{"name": "rack1"}`},
-	{name: "jigs", singular: "jig", example: "noop", writable: true, create: `{"name": "script"}`},
+	{name: "jigs", singular: "jig", example: "noop", writable: true, create: `{"name": "ansible"}`},
 	{name: "users", singular: "user", example: "operator", writable: true, create: `{"username": "operator", "role": "operator", "api_access": true, "password": "…"}`},
 	{name: "roles", singular: "role", example: "crowbar-managed-node"},
 	{name: "attribs", singular: "attrib", example: "provisioner-target_os"},

@@ -31,6 +31,10 @@ type Work struct {
 	Barclamp   string
 	// Attribs is the merged data the jig receives (OpenCrowbar's order).
 	Attribs json.RawMessage
+	// Progress, when set, replaces the node-role's run log while it runs
+	// (visible through the API and as an event); jigs call it now and
+	// then, not per line.
+	Progress func(runlog string)
 }
 
 // Jig runs a node-role. Its result's State is "active", "error" or
@@ -258,7 +262,21 @@ func (a *Annealer) run(ctx context.Context, w *Work) (res *barclamp.HookResult, 
 	if !ok {
 		return nil, fmt.Errorf("role '%s' uses jig '%s', which this server does not have", w.Role.Name, w.Role.JigName)
 	}
+	w.Progress = func(runlog string) { a.progress(w, runlog) }
 	return jig(ctx, w)
+}
+
+// progress records a running node-role's run log so far and tells the
+// event stream.
+func (a *Annealer) progress(w *Work, runlog string) {
+	res := a.db.Model(&model.NodeRole{}).Where("id = ? AND state = ? AND lease_owner = ?", w.NodeRole.ID, model.StateTransition, a.owner).
+		Updates(map[string]any{"runlog": runlog})
+	if res.Error != nil || res.RowsAffected == 0 {
+		return
+	}
+	a.cfg.Bus.Publish(Event{Type: "node_role", ID: w.NodeRole.ID, NodeID: w.Node.ID, Node: w.Node.Name, RoleID: w.Role.ID,
+		Role: w.Role.Name, DeploymentID: w.Deployment.ID, Deployment: w.Deployment.Name, State: model.StateTransition,
+		StateName: model.StateNames[model.StateTransition], Runlog: runlog, At: time.Now().UTC()})
 }
 
 func (a *Annealer) finish(batch []result) {

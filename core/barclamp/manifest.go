@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/crowbar-go/crowbar/core/model"
@@ -30,15 +31,17 @@ type Manifest struct {
 
 // RoleSpec declares a role.
 type RoleSpec struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description"`
-	Jig         string          `json:"jig"` // "noop" (default) or "wasm" (the barclamp's hooks)
-	Requires    []string        `json:"requires"`
-	Flags       []string        `json:"flags"`
-	Cohort      int             `json:"cohort"`
-	Template    json.RawMessage `json:"template,omitempty"`
-	Attribs     []AttribSpec    `json:"attribs"`
-	Hooks       []string        `json:"hooks"` // on_proposed, on_todo, on_active, on_error
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Jig         string `json:"jig"` // "noop" (default), "wasm" (the barclamp's hooks) or "script"
+	// Script, for the script jig, runs on the node through its agent.
+	Script   string          `json:"script,omitempty"`
+	Requires []string        `json:"requires"`
+	Flags    []string        `json:"flags"`
+	Cohort   int             `json:"cohort"`
+	Template json.RawMessage `json:"template,omitempty"`
+	Attribs  []AttribSpec    `json:"attribs"`
+	Hooks    []string        `json:"hooks"` // on_proposed, on_todo, on_active, on_error
 }
 
 // AttribSpec declares an attrib.
@@ -120,9 +123,19 @@ func (m *Manifest) Validate() error {
 		}
 		seen["role "+r.Name] = true
 		switch r.Jig {
-		case "", "noop", "wasm":
+		case "", "noop", "wasm", "script":
 		default:
-			return bad("role '%s': jig '%s' must be noop or wasm", r.Name, r.Jig)
+			return bad("role '%s': jig '%s' must be noop, wasm or script", r.Name, r.Jig)
+		}
+		switch {
+		case r.Script != "" && slices.Contains(r.Hooks, "on_todo"):
+			return bad("role '%s' has both a script and an on_todo hook: its jig runs one or the other", r.Name)
+		case r.Script != "" && r.Jig != "" && r.Jig != "script":
+			return bad("role '%s' has a script but jig '%s'", r.Name, r.Jig)
+		case r.Jig == "script" && r.Script == "":
+			return bad("role '%s' uses the script jig but has no script", r.Name)
+		case len(r.Script) > 256<<10:
+			return bad("role '%s': its script is over 256 KiB", r.Name)
 		}
 		for _, f := range r.Flags {
 			if !roleFlags[f] {

@@ -261,11 +261,16 @@ func registerRoles(tx *gorm.DB, bc *model.Barclamp, m *Manifest) error {
 		}
 		jig := rs.Jig
 		if jig == "" {
-			jig = "noop"
-			if slices.Contains(rs.Hooks, "on_todo") {
+			switch {
+			case rs.Script != "":
+				jig = "script"
+			case slices.Contains(rs.Hooks, "on_todo"):
 				jig = "wasm"
+			default:
+				jig = "noop"
 			}
 		}
+		role.Script = rs.Script
 		role.Name, role.Description, role.BarclampID, role.JigName, role.Requires, role.Cohort =
 			rs.Name, rs.Description, bc.ID, jig, model.StringList(rs.Requires), rs.Cohort
 		role.Template = model.EmptyObject

@@ -103,6 +103,8 @@ type Role struct {
 	Service     bool       `json:"service"`
 	Cohort      int        `json:"cohort"`
 	Template    JSON       `json:"template"`
+	// Script is what the script jig runs on the node (through its agent).
+	Script string `json:"script"`
 }
 
 // DeploymentRole holds a role's configuration within one deployment.

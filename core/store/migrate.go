@@ -316,4 +316,8 @@ CREATE TABLE node_agents (
 	last_heartbeat {{time}} NOT NULL
 );
 CREATE INDEX node_agents_last_heartbeat ON node_agents (last_heartbeat)`},
+	{6, "the script jig", `
+ALTER TABLE roles ADD COLUMN script TEXT NOT NULL DEFAULT '';
+INSERT INTO jigs (name, description, active, created_at, updated_at)
+	VALUES ('script', 'Runs the role''s script on the node through its agent', TRUE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`},
 }
