@@ -77,6 +77,9 @@ type Role struct {
 	OnTodo     HookFunc
 	OnActive   HookFunc
 	OnError    HookFunc
+	// OnDelete is told after a node-role of the role was unbound (deleted);
+	// its event carries the node-role as it was.
+	OnDelete HookFunc
 }
 
 // Attrib declares an attrib: a named, schema-checked value stored at Map
@@ -193,7 +196,8 @@ func (b *Barclamp) manifest() manifestJSON {
 		m.Roles = append(m.Roles, roleJSON{Name: r.Name, Description: r.Description, Jig: r.Jig,
 			Requires: append([]string{}, r.Requires...), Flags: append([]string{}, r.Flags...), Cohort: r.Cohort,
 			Template: r.Template, Attribs: attribsJSON(r.Attribs), Script: r.Script,
-			Hooks: hookNames("on_proposed", r.OnProposed, "on_todo", r.OnTodo, "on_active", r.OnActive, "on_error", r.OnError)})
+			Hooks: hookNames("on_proposed", r.OnProposed, "on_todo", r.OnTodo, "on_active", r.OnActive, "on_error", r.OnError,
+				"on_delete", r.OnDelete)})
 	}
 	for _, rt := range b.Routes {
 		m.Routes = append(m.Routes, routeJSON{Method: rt.Method, Path: rt.Path, Open: rt.Open})
@@ -251,6 +255,8 @@ func (b *Barclamp) hook(ev *Event) (res *Result) {
 				f = r.OnActive
 			case "on_error":
 				f = r.OnError
+			case "on_delete":
+				f = r.OnDelete
 			}
 		}
 	}

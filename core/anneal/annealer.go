@@ -134,6 +134,7 @@ func (a *Annealer) Kick() {
 func (a *Annealer) Publish(ch *Changes) {
 	a.cfg.Bus.Publish(ch.Events...)
 	a.cfg.Hooks.NodeRoleEvents(ch.Events)
+	a.cfg.Hooks.Unbound(ch.Unbound)
 	if ch.Runnable {
 		a.Kick()
 	}

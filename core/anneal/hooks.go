@@ -40,11 +40,12 @@ type Lister interface {
 // hookCall is one queued notification.
 type hookCall struct {
 	hook       string
-	role       string // role hooks
-	nodeRoleID int64  // role hooks: loaded when the call runs
-	node       any    // node hooks: the node as it was
-	deployment any    // deployment hooks
-	key        int64  // calls with one key run in order
+	role       string              // role hooks
+	nodeRoleID int64               // role hooks: loaded when the call runs
+	node       any                 // node hooks: the node as it was
+	deployment any                 // deployment hooks
+	event      *barclamp.HookEvent // a call made with an event built already (on_delete)
+	key        int64               // calls with one key run in order
 }
 
 // Hooks queues and makes notification hook calls.
@@ -113,6 +114,15 @@ func (h *Hooks) NodeRoleEvents(events []Event) {
 		}
 		if len(h.declares(hook, e.Role)) > 0 {
 			h.enqueue(hookCall{hook: hook, role: e.Role, nodeRoleID: e.ID, key: e.NodeID})
+		}
+	}
+}
+
+// Unbound queues on_delete for node-roles deleted.
+func (h *Hooks) Unbound(us []Unbound) {
+	for _, u := range us {
+		if len(h.declares("on_delete", u.Event.Role)) > 0 {
+			h.enqueue(hookCall{hook: "on_delete", role: u.Event.Role, event: u.Event, key: u.NodeID})
 		}
 	}
 }
@@ -208,6 +218,8 @@ func (h *Hooks) call(ctx context.Context, c hookCall) {
 	}
 	ev := &barclamp.HookEvent{Hook: c.hook, Role: c.role}
 	switch {
+	case c.event != nil:
+		ev = c.event
 	case c.nodeRoleID != 0:
 		ok, err := h.loadNodeRole(ctx, c.nodeRoleID, ev)
 		if err != nil {
@@ -244,26 +256,38 @@ func (h *Hooks) loadNodeRole(ctx context.Context, id int64, ev *barclamp.HookEve
 	if err := db.Where("id = ?", id).Limit(1).Find(&nr).Error; err != nil || nr.ID == 0 {
 		return false, err
 	}
+	full, err := hookEvent(db, ev.Hook, &nr)
+	if err != nil {
+		return false, err
+	}
+	*ev = *full
+	return true, nil
+}
+
+// hookEvent is a role hook's event for nr: the node-role with its node,
+// deployment and merged attribs.
+func hookEvent(db *gorm.DB, hook string, src *model.NodeRole) (*barclamp.HookEvent, error) {
+	nr := *src
 	var node model.Node
 	var role model.Role
 	var dep model.Deployment
 	if err := db.First(&node, nr.NodeID).Error; err != nil {
-		return false, err
+		return nil, err
 	}
 	if err := db.First(&role, nr.RoleID).Error; err != nil {
-		return false, err
+		return nil, err
 	}
 	if err := db.First(&dep, nr.DeploymentID).Error; err != nil {
-		return false, err
+		return nil, err
 	}
 	attribs, err := Merged(db, &nr, &node, &role)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	nr.StateName = model.StateNames[nr.State]
+	ev := &barclamp.HookEvent{Hook: hook, Role: role.Name, Attribs: attribs}
 	ev.NodeRole, _ = json.Marshal(nr)
 	ev.Node, _ = json.Marshal(node)
 	ev.Deployment, _ = json.Marshal(dep)
-	ev.Attribs = attribs
-	return true, nil
+	return ev, nil
 }

@@ -23,6 +23,9 @@ import (
 // commits.
 type Changes struct {
 	Events []Event
+	// Unbound are the on_delete calls for node-roles deleted, made with
+	// the node-role as it was (it is gone when the hook runs).
+	Unbound []Unbound
 	// Runnable is set when the transaction may have made work for the
 	// annealer.
 	Runnable bool
@@ -241,11 +244,22 @@ func Unbind(tx *gorm.DB, nr *model.NodeRole, ch *Changes) error {
 	if nr.State == model.StateTransition {
 		return model.Conflict("node-role %d is running (transition); wait for it or let it finish", nr.ID)
 	}
+	ev, err := hookEvent(tx, "on_delete", nr)
+	if err != nil {
+		return err
+	}
 	if err := tx.Where("child_id = ?", nr.ID).Delete(&model.NodeRoleEdge{}).Error; err != nil {
 		return err
 	}
 	ch.Runnable = true // a node-role in error may have held its node
+	ch.Unbound = append(ch.Unbound, Unbound{Event: ev, NodeID: nr.NodeID})
 	return tx.Delete(nr).Error
+}
+
+// Unbound is a deleted node-role's on_delete call.
+type Unbound struct {
+	Event  *barclamp.HookEvent
+	NodeID int64
 }
 
 // hasInactiveParent matches a node-role some of whose parents are not

@@ -70,7 +70,7 @@ var roleFlags = map[string]bool{"library": true, "implicit": true, "bootstrap": 
 	"server": true, "cluster": true, "destructive": true, "abstract": true, "milestone": true,
 	"powersave": true, "service": true}
 
-var roleHooks = map[string]bool{"on_proposed": true, "on_todo": true, "on_active": true, "on_error": true}
+var roleHooks = map[string]bool{"on_proposed": true, "on_todo": true, "on_active": true, "on_error": true, "on_delete": true}
 
 var barclampHooks = map[string]bool{"on_node_create": true, "on_node_delete": true,
 	"on_deployment_create": true, "on_deployment_delete": true}
