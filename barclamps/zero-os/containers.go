@@ -63,6 +63,8 @@ type record struct {
 	Node  string    `json:"node"`  // the node's Zero-OS id
 	Corex int       `json:"corex"` // the agent's container id while it runs
 	Error string    `json:"error,omitempty"`
+
+	addresses []string // what the node says the container got (not kept)
 }
 
 func key(node, name string) string { return "container/" + node + "/" + name }

@@ -153,4 +153,3 @@ func deleteFile(r *sdk.Request) *sdk.Response {
 	}
 	return &sdk.Response{Status: http.StatusNoContent}
 }
-

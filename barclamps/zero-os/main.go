@@ -23,6 +23,7 @@ func init() {
 		Name:        "zero-os",
 		Version:     "0.1.0",
 		Description: "The Zero-OS orchestrator API: nodes, jobs and processes through their agents",
+		Roles:       roles,
 		Routes: []sdk.Route{
 			{Method: "GET", Path: "/nodes", Handler: listNodes},
 			{Method: "GET", Path: "/nodes/{nodeid}", Handler: getNode},

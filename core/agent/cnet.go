@@ -25,6 +25,7 @@ const bridgeName = "corex0"
 // (default) or a named host bridge (bridge), or macvlans.
 type cnet struct {
 	log    hclog.Logger
+	tag    string // this agent's mark in host link names (several agents may share a host)
 	prefix *net.IPNet
 	gw     net.IP
 	mu     sync.Mutex
@@ -211,8 +212,7 @@ func (n *cnet) wire(c *container) error {
 	ones, _ := n.prefix.Mask.Size()
 	for i, nic := range c.Args.Nics {
 		name := nicName(nic, i)
-		hostSide := fmt.Sprintf("cx%dn%d", c.ID, i)
-		tmpPeer := fmt.Sprintf("cy%dn%d", c.ID, i)
+		hostSide, tmpPeer := n.linkNames(c.ID, i)
 		var cidr, gw string
 		if nic.Config != nil {
 			cidr, gw = nic.Config.CIDR, nic.Config.Gateway
@@ -339,7 +339,8 @@ func (n *cnet) unwire(c *container) {
 	}
 	// A peer never moved into the container would be left on the host.
 	for i := range c.Args.Nics {
-		if l, err := netlink.LinkByName(fmt.Sprintf("cy%dn%d", c.ID, i)); err == nil {
+		_, peer := n.linkNames(c.ID, i)
+		if l, err := netlink.LinkByName(peer); err == nil {
 			netlink.LinkDel(l) //nolint:errcheck
 		}
 	}
@@ -484,4 +485,10 @@ func (n *cnet) inNetns(pid int, fn func(*netlink.Handle) error) error {
 	}
 	defer h.Close()
 	return fn(h)
+}
+
+// linkNames are the host-side and the temporary names of container id's
+// nic i: cx<tag><id>n<i> and cy…, at most 15 characters.
+func (n *cnet) linkNames(id, i int) (string, string) {
+	return fmt.Sprintf("cx%s%dn%d", n.tag, id, i), fmt.Sprintf("cy%s%dn%d", n.tag, id, i)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,6 +112,11 @@ func newContainers(a *Agent) (*containers, error) {
 		return nil, err
 	}
 	n.log = a.log
+	// Several agents may share a host (tests, labs): their links must not
+	// clash, so each marks them with a tag of its state directory.
+	h := fnv.New32a()
+	h.Write([]byte(a.cfg.StateDir)) //nolint:errcheck
+	n.tag = fmt.Sprintf("%04x", h.Sum32()&0xffff)
 	return &containers{a: a, dir: dir, roots: &roots{dir: rdir}, net: n, m: map[int]*container{}, busy: map[string]bool{}}, nil
 }
 
