@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/crowbar-go/crowbar/core/store/storetest"
 	"github.com/crowbar-go/crowbar/plugins"
 	"github.com/crowbar-go/crowbar/plugins/pluginstest"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // zeroOSServer is a server with the zero-os barclamp installed (compiled
@@ -378,4 +380,37 @@ func snapshot(t *testing.T, st *store.Store) map[string][]map[string]any {
 	snap := storetest.Snapshot(t, st)
 	delete(snap, "node_agents")
 	return snap
+}
+
+// TestZeroOSTimeoutsAndTokens: a node that accepts but does not answer is
+// 504 naming it; a bearer token valid for over an hour is 440.
+func TestZeroOSTimeoutsAndTokens(t *testing.T) {
+	agenttest.Require(t)
+	st := storetest.Open(t, filepath.Join(t.TempDir(), "crowbar.db"))
+	wasm := pluginstest.Build(t, "barclamps/zero-os")
+	s := apitest.New(t, st, func(su *apitest.Setup) {
+		su.Host = pluginstest.Host(t, st, plugins.Config{PoolSize: 2, HTTPTimeout: 3 * time.Second})
+		su.API.Nodes = nodes.Config{Heartbeat: 250 * time.Millisecond, DeadAfter: time.Minute}
+	})
+	if _, err := s.Barclamps.Install(context.Background(), wasm, barclamp.SourceEmbedded); err != nil {
+		t.Fatal(err)
+	}
+	hc := helperConfig{Listen: freePort(t), StateDir: t.TempDir(), Server: s.URL, JoinToken: s.JoinToken(time.Hour), MAC: "52:54:00:ab:cd:ef"}
+	cmd, node := startHelper(t, s, hc)
+	s.Must(200, "GET", "/zero-os/v2/nodes/525400abcdef/mem", "") // connections made
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Signal(syscall.SIGCONT) //nolint:errcheck
+	r := s.Do("GET", "/zero-os/v2/nodes/525400abcdef/mem", "")
+	if r.Status != 504 || !strings.Contains(string(r.Body), node.Name) {
+		t.Fatalf("a frozen agent: %d %s", r.Status, r.Body)
+	}
+	cmd.Process.Signal(syscall.SIGCONT) //nolint:errcheck
+
+	long := signed(t, s, jwt.MapClaims{"sub": "admin", "username": "admin", "role": "admin",
+		"iat": time.Now().Unix(), "exp": time.Now().Add(2 * time.Hour).Unix()})
+	if r := s.Do("GET", "/zero-os/v2/nodes", "", "Authorization", "Bearer "+long); r.Status != 440 {
+		t.Fatalf("a token valid for two hours: %d %s", r.Status, r.Body)
+	}
 }

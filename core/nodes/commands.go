@@ -181,6 +181,13 @@ func (s *Service) Command(ctx context.Context, t *Transport, origin Origin, call
 	if wait <= 0 || wait > 10*time.Minute {
 		wait = 30 * time.Second
 	}
+	// Within the caller's own deadline (a barclamp call's), leaving it time
+	// to answer the timeout.
+	if d, ok := ctx.Deadline(); ok {
+		if left := time.Until(d) - time.Second; left < wait {
+			wait = max(left, 100*time.Millisecond)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if call.Container != 0 {
