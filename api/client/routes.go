@@ -262,3 +262,9 @@ func (c *Client) NodeAgent(ctx context.Context, node string, ping bool) (Object,
 	}
 	return c.object(ctx, "GET", path, nil)
 }
+
+// ZeroOS calls a route of the zero-os barclamp (path relative to
+// /zero-os/v2) and decodes its JSON answer into out (which may be nil).
+func (c *Client) ZeroOS(ctx context.Context, method, path string, body, out any) error {
+	return c.Do(ctx, Request{Method: method, Path: "/zero-os/v2" + path, Body: body}, out)
+}

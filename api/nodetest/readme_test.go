@@ -1,12 +1,14 @@
 package nodetest
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,10 +47,11 @@ func TestReadmeAgentWalkthrough(t *testing.T) {
 	agenttest.Require(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin", "crowbar")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/crowbar")
-	build.Dir = repoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(crowbarBinary(t), bin); err != nil {
+		t.Fatal(err)
 	}
 	srv := exec.Command(bin, "server", "--data-dir", "./data")
 	srv.Dir = dir
@@ -86,4 +89,32 @@ func TestReadmeAgentWalkthrough(t *testing.T) {
 	if !strings.Contains(string(out), `"reachable": true`) {
 		t.Fatalf("the walkthrough did not reach the agent:\n%s", out)
 	}
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// crowbarBinary builds the crowbar binary once per test run.
+func crowbarBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "crowbar-nodetest-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "crowbar")
+		build := exec.Command("go", "build", "-o", binPath, "./cmd/crowbar")
+		build.Dir = repoRoot()
+		if out, err := build.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
 }

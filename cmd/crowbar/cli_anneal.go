@@ -42,7 +42,7 @@ func newClientCmds(root *cobra.Command) {
 		cmds = append(cmds, c)
 	}
 	addVerbs(o, byName)
-	cmds = append(cmds, newTokenCmd(o), newAnnealCmd(o), newEventsCmd(o))
+	cmds = append(cmds, newTokenCmd(o), newAnnealCmd(o), newEventsCmd(o), newZeroOSCmd(o))
 	for _, c := range cmds {
 		o.addFlags(c)
 		c.Args = cobra.ArbitraryArgs
