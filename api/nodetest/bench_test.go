@@ -1,8 +1,11 @@
 package nodetest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,8 +19,12 @@ import (
 	"github.com/crowbar-go/crowbar/api/apitest"
 	"github.com/crowbar-go/crowbar/core/agent"
 	"github.com/crowbar-go/crowbar/core/agent/agenttest"
+	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/core0"
+	"github.com/crowbar-go/crowbar/core/nodes"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
+	"github.com/crowbar-go/crowbar/plugins"
+	"github.com/crowbar-go/crowbar/plugins/pluginstest"
 )
 
 // benchAgent is a joined agent (TLS on) and the server's client for it.
@@ -191,4 +198,102 @@ func rss(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkZeroOSMem: GET /zero-os/v2/nodes/{id}/mem end to end — client →
+// server → the zero-os barclamp (wasm) → the node's agent and back — from
+// 16 concurrent callers.
+func BenchmarkZeroOSMem(b *testing.B) {
+	agenttest.Require(b)
+	st := storetest.Open(b, filepath.Join(b.TempDir(), "crowbar.db"))
+	wasm := pluginstest.Build(b, "barclamps/zero-os")
+	s := apitest.New(b, st, func(su *apitest.Setup) {
+		su.Host = pluginstest.Host(b, st, plugins.Config{PoolSize: 4})
+		su.API.Nodes = nodes.Config{Heartbeat: 5 * time.Second, DeadAfter: time.Minute}
+	})
+	if _, err := s.Barclamps.Install(context.Background(), wasm, barclamp.SourceEmbedded); err != nil {
+		b.Fatal(err)
+	}
+	s.StartAgent(func(c *agent.Config) { c.MAC = "52:54:00:12:34:56"; c.Heartbeat = 5 * time.Second })
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+	url := s.URL + "/zero-os/v2/nodes/525400123456/mem"
+	latencies(b, 16, func() error {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body) //nolint:errcheck
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+}
+
+// BenchmarkZeroOSContainerConverge100: zero-os-container bound to 100
+// nodes (agents on one host), committed, until all 200 node-roles are
+// ACTIVE: 100 containers created through the annealer.
+func BenchmarkZeroOSContainerConverge100(b *testing.B) {
+	agenttest.Require(b)
+	root := busyboxRoot(b)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		st := storetest.Open(b, filepath.Join(b.TempDir(), "crowbar.db"))
+		wasm := pluginstest.Build(b, "barclamps/zero-os")
+		s := apitest.New(b, st, func(su *apitest.Setup) {
+			su.Host = pluginstest.Host(b, st, plugins.Config{PoolSize: 4})
+			su.API.Nodes = nodes.Config{Heartbeat: 5 * time.Second, DeadAfter: time.Minute}
+		})
+		if _, err := s.Barclamps.Install(context.Background(), wasm, barclamp.SourceEmbedded); err != nil {
+			b.Fatal(err)
+		}
+		s.Must(200, "PUT", "/api/v2/deployments/system/barclamps/zero-os", "")
+		var agents []*apitest.Agent
+		for j := 0; j < 100; j++ {
+			agents = append(agents, s.StartAgent(func(c *agent.Config) {
+				c.Heartbeat = 5 * time.Second
+				c.Name = fmt.Sprintf("bz%03d.example.com", j)
+			}))
+		}
+		for _, ag := range agents {
+			s.Must(201, "POST", "/api/v2/node_roles", fmt.Sprintf(`{"node": %q, "role": "zero-os-container"}`, ag.Node.Name))
+			s.Must(200, "PUT", "/api/v2/nodes/"+ag.Node.Name+"/attribs/zero-os-container-root", fmt.Sprintf(`{"value": %q}`, root))
+		}
+		b.StartTimer()
+		start := time.Now()
+		for _, ag := range agents {
+			s.Must(200, "PUT", "/api/v2/nodes/"+ag.Node.Name+"/commit", "")
+		}
+		waitActiveB(b, s, 200)
+		b.ReportMetric(time.Since(start).Seconds(), "s/100-containers")
+		b.StopTimer()
+		for _, ag := range agents {
+			c := s.AgentClient(ag)
+			var list map[string]any
+			if c.JSON(context.Background(), "corex.list", struct{}{}, &list) == nil {
+				for id := range list {
+					c.JSON(context.Background(), "corex.terminate", map[string]any{"container": json.Number(id)}, nil) //nolint:errcheck
+				}
+			}
+		}
+	}
+}
+
+func waitActiveB(b *testing.B, s *apitest.Server, n int) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		st := s.Must(200, "GET", "/api/v2/anneal", "").Object(b)
+		counts, _ := st["counts"].(map[string]any)
+		if a, _ := counts["active"].(float64); int(a) >= n {
+			return
+		}
+		if e, _ := counts["error"].(float64); e > 0 {
+			b.Fatalf("node-roles in ERROR: %v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatal("not converged within 5 minutes")
 }
