@@ -110,10 +110,10 @@ func TestEveryModelRoundTrips(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, s *store.Store) {
 		status := "ok"
 		bc := &model.Barclamp{Name: "crowbar", Version: "1.0"}
-		role := &model.Role{Name: "r", Requires: model.StringList{"a", "b"}, Template: model.JSON(`{"x":1}`)}
+		role := &model.Role{Name: "r", Requires: model.StringList{"a", "b"}, Template: model.JSON(`{"x":1}`), Script: "echo hi"}
 		node := &model.Node{Name: "a.example.com", DeploymentID: 1, Hint: model.JSON(`{"admin_macs":["52:54:05:3f:00:00"]}`)}
 		group := &model.Group{Name: "g", Category: "tag"}
-		objs := []any{bc, &model.Jig{Name: "script"}, role, node, group, &model.User{Username: "u", APIAccess: true, Role: "admin"}}
+		objs := []any{bc, &model.Jig{Name: "ansible"}, role, node, group, &model.User{Username: "u", APIAccess: true, Role: "admin"}}
 		for _, o := range objs {
 			if o == role {
 				role.BarclampID = bc.ID
@@ -141,7 +141,7 @@ func TestEveryModelRoundTrips(t *testing.T) {
 		s.DB.First(&gotNR)
 		s.DB.First(&gotAttrib)
 		s.DB.First(&gotNode, node.ID)
-		if len(gotRole.Requires) != 2 || string(gotRole.Template) != `{"x":1}` ||
+		if len(gotRole.Requires) != 2 || string(gotRole.Template) != `{"x":1}` || gotRole.Script != "echo hi" ||
 			string(gotNR.SysData) != `{"s":1}` || gotNR.Status == nil || *gotNR.Status != "ok" ||
 			string(gotAttrib.Default) != `"x"` || string(gotNode.Hint) != `{"admin_macs":["52:54:05:3f:00:00"]}` ||
 			gotNode.CreatedAt.IsZero() {
