@@ -3,12 +3,12 @@ package nodetest
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/crowbar-go/crowbar/core/agent"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
-	"path/filepath"
 )
 
 // TestZeroOSCLI: crowbar zero-os nodes|containers|jobs|processes against a

@@ -171,7 +171,10 @@ func TestZeroOSNodes(t *testing.T) {
 // kill a job, processes, start a process) with the seed's field names and
 // status codes, on a root and a nic this agent supports.
 func TestZeroOSContainers(t *testing.T) {
-	st := storetest.Open(t, filepath.Join(t.TempDir(), "crowbar.db"))
+	storetest.Each(t, func(t *testing.T, st *store.Store) { testZeroOSContainers(t, st) })
+}
+
+func testZeroOSContainers(t *testing.T, st *store.Store) {
 	s := zeroOSServer(t, st)
 	ag := s.StartAgent(func(c *agent.Config) { c.MAC = "52:54:00:12:34:56" })
 	c := s.AgentClient(ag)
