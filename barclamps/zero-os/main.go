@@ -27,7 +27,7 @@ func init() {
 		Routes: []sdk.Route{
 			{Method: "GET", Path: "/nodes", Handler: listNodes},
 			{Method: "GET", Path: "/nodes/{nodeid}", Handler: getNode},
-			{Method: "POST", Path: "/nodes/{nodeid}/reboot", Handler: reboot},
+			{Method: "POST", Path: "/nodes/{nodeid}/reboot", Handler: noContent("core.reboot", nil)},
 			{Method: "GET", Path: "/nodes/{nodeid}/mem", Handler: info("info.mem", true)},
 			{Method: "GET", Path: "/nodes/{nodeid}/cpus", Handler: info("info.cpu", false)},
 			{Method: "GET", Path: "/nodes/{nodeid}/disks", Handler: info("info.disk", false)},
@@ -35,35 +35,35 @@ func init() {
 			{Method: "GET", Path: "/nodes/{nodeid}/info", Handler: info("info.os", false)},
 			{Method: "GET", Path: "/nodes/{nodeid}/state", Handler: info("core.state", false)},
 			{Method: "GET", Path: "/nodes/{nodeid}/jobs", Handler: listJobs},
-			{Method: "DELETE", Path: "/nodes/{nodeid}/jobs", Handler: killAllJobs},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/jobs", Handler: noContent("core.killall", nil)},
 			{Method: "GET", Path: "/nodes/{nodeid}/jobs/{jobid}", Handler: getJob},
-			{Method: "DELETE", Path: "/nodes/{nodeid}/jobs/{jobid}", Handler: killJob},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/jobs/{jobid}", Handler: noContent("job.kill", jobSignal)},
 			{Method: "GET", Path: "/nodes/{nodeid}/processes", Handler: listProcesses},
 			{Method: "GET", Path: "/nodes/{nodeid}/processes/{pid}", Handler: getProcess},
-			{Method: "DELETE", Path: "/nodes/{nodeid}/processes/{pid}", Handler: killProcess},
-			{Method: "POST", Path: "/nodes/{nodeid}/processes/{pid}", Handler: signalProcess},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/processes/{pid}", Handler: noContent("process.kill", processSignal)},
+			{Method: "POST", Path: "/nodes/{nodeid}/processes/{pid}", Handler: noContent("process.kill", processSignal)},
 			{Method: "GET", Path: "/nodes/{nodeid}/containers", Handler: listContainers},
 			{Method: "POST", Path: "/nodes/{nodeid}/containers", Handler: createContainer},
 			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}", Handler: getContainer},
 			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}", Handler: deleteContainer},
 			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/start", Handler: startContainer},
 			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/stop", Handler: stopContainer},
-			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/state", Handler: containerState},
-			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/mem", Handler: containerInfo("info.mem")},
-			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/cpus", Handler: containerInfo("info.cpu")},
-			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/nics", Handler: containerInfo("info.nic")},
-			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/info", Handler: containerInfo("info.os")},
-			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/jobs", Handler: containerJobs},
-			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/jobs", Handler: startJob},
-			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}/jobs", Handler: killContainerJobs},
-			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/jobs/{jobid}", Handler: containerJob},
-			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}/jobs/{jobid}", Handler: killContainerJob},
-			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/jobs/{jobid}", Handler: signalContainerJobRoute},
-			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/processes", Handler: containerProcesses},
-			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/processes", Handler: startProcess},
-			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/processes/{pid}", Handler: containerProcess},
-			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}/processes/{pid}", Handler: killContainerProcess},
-			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/processes/{pid}", Handler: signalContainerProcessRoute},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/state", Handler: info("core.state", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/mem", Handler: info("info.mem", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/cpus", Handler: info("info.cpu", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/nics", Handler: info("info.nic", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/info", Handler: info("info.os", false)},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/jobs", Handler: listJobs},
+			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/jobs", Handler: startSystem},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}/jobs", Handler: noContent("core.killall", nil)},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/jobs/{jobid}", Handler: getJob},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}/jobs/{jobid}", Handler: noContent("job.kill", jobSignal)},
+			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/jobs/{jobid}", Handler: noContent("job.kill", jobSignal)},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/processes", Handler: listProcesses},
+			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/processes", Handler: startSystem},
+			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/processes/{pid}", Handler: getProcess},
+			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}/processes/{pid}", Handler: noContent("process.kill", processSignal)},
+			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/processes/{pid}", Handler: noContent("process.kill", processSignal)},
 			{Method: "GET", Path: "/nodes/{nodeid}/containers/{name}/filesystem", Handler: download},
 			{Method: "POST", Path: "/nodes/{nodeid}/containers/{name}/filesystem", Handler: upload},
 			{Method: "DELETE", Path: "/nodes/{nodeid}/containers/{name}/filesystem", Handler: deleteFile},
@@ -177,22 +177,29 @@ func failed(err error) *sdk.Response {
 	return sdk.Error(http.StatusBadGateway, "%v", err)
 }
 
-func reboot(r *sdk.Request) *sdk.Response {
-	if _, err := sdk.Node(r.Param("nodeid")).Call("core.reboot", nil); err != nil {
-		return failed(err)
+// target is what a route acts on: the node, or with a {name} in its path
+// the node's running container.
+func target(r *sdk.Request) (sdk.NodeRef, *sdk.Response) {
+	if r.Param("name") != "" {
+		return inside(r)
 	}
-	return &sdk.Response{Status: http.StatusNoContent}
+	return sdk.Node(r.Param("nodeid")), nil
 }
 
-// info answers a node's info.* (or core.state) as the orchestrator shows
-// it; asList wraps a single object in a list, as the seed's mem example.
+// info answers a target's info.* (or core.state) as the orchestrator shows
+// it; asList wraps a node's single object in a list, as the seed's mem
+// example does.
 func info(command string, asList bool) sdk.HandlerFunc {
 	return func(r *sdk.Request) *sdk.Response {
+		ref, fail := target(r)
+		if fail != nil {
+			return fail
+		}
 		var v any
-		if err := sdk.Node(r.Param("nodeid")).JSON(command, nil, &v); err != nil {
+		if err := ref.JSON(command, nil, &v); err != nil {
 			return failed(err)
 		}
-		if asList {
+		if asList && r.Param("name") == "" {
 			v = []any{v}
 		}
 		return sdk.JSON(http.StatusOK, v)
@@ -213,22 +220,70 @@ type runningJob struct {
 }
 
 func listJobs(r *sdk.Request) *sdk.Response {
+	ref, fail := target(r)
+	if fail != nil {
+		return fail
+	}
 	var jobs []runningJob
-	if err := sdk.Node(r.Param("nodeid")).JSON("job.list", map[string]any{"id": nil}, &jobs); err != nil {
+	if err := ref.JSON("job.list", map[string]any{"id": nil}, &jobs); err != nil {
 		return failed(err)
 	}
 	out := make([]JobListItem, 0, len(jobs))
 	for _, j := range jobs {
-		out = append(out, JobListItem{ID: j.Cmd.ID, StartTime: j.StartTime})
+		if j.Cmd.ID != "" {
+			out = append(out, JobListItem{ID: j.Cmd.ID, StartTime: j.StartTime})
+		}
 	}
 	return sdk.JSON(http.StatusOK, out)
 }
 
-func killAllJobs(r *sdk.Request) *sdk.Response {
-	if _, err := sdk.Node(r.Param("nodeid")).Call("core.killall", nil); err != nil {
-		return failed(err)
+// noContent runs one command on the request's target and answers 204.
+func noContent(command string, args func(r *sdk.Request) (map[string]any, *sdk.Response)) sdk.HandlerFunc {
+	return func(r *sdk.Request) *sdk.Response {
+		ref, fail := target(r)
+		if fail != nil {
+			return fail
+		}
+		var a map[string]any
+		if args != nil {
+			if a, fail = args(r); fail != nil {
+				return fail
+			}
+		}
+		if _, err := ref.Call(command, a); err != nil {
+			return failed(err)
+		}
+		return &sdk.Response{Status: http.StatusNoContent}
 	}
-	return &sdk.Response{Status: http.StatusNoContent}
+}
+
+// jobSignal is job.kill's arguments: SIGKILL for DELETE, the body's
+// signal (default 15) for POST.
+func jobSignal(r *sdk.Request) (map[string]any, *sdk.Response) {
+	sig := 9
+	if r.Method == "POST" {
+		var fail *sdk.Response
+		if sig, fail = decodeSignal(r); fail != nil {
+			return nil, fail
+		}
+	}
+	return map[string]any{"id": r.Param("jobid"), "signal": sig}, nil
+}
+
+// processSignal is process.kill's arguments: SIGTERM for DELETE, the
+// body's signal (default 15) for POST.
+func processSignal(r *sdk.Request) (map[string]any, *sdk.Response) {
+	pid, fail := pidParam(r)
+	if fail != nil {
+		return nil, fail
+	}
+	sig := 15
+	if r.Method == "POST" {
+		if sig, fail = decodeSignal(r); fail != nil {
+			return nil, fail
+		}
+	}
+	return map[string]any{"pid": pid, "signal": sig}, nil
 }
 
 // JobResult is the orchestrator's JobResult.
@@ -249,18 +304,38 @@ func jobResult(res *sdk.NodeResult) JobResult {
 }
 
 func getJob(r *sdk.Request) *sdk.Response {
-	res, err := sdk.Node(r.Param("nodeid")).Result(r.Param("jobid"))
+	ref, fail := target(r)
+	if fail != nil {
+		return fail
+	}
+	res, err := ref.Result(r.Param("jobid"))
 	if err != nil {
 		return failed(err)
 	}
 	return sdk.JSON(http.StatusOK, jobResult(res))
 }
 
-func killJob(r *sdk.Request) *sdk.Response {
-	if _, err := sdk.Node(r.Param("nodeid")).Call("job.kill", map[string]any{"id": r.Param("jobid"), "signal": 9}); err != nil {
+// startSystem starts a CoreSystem on the target; POST …/jobs answers 202
+// with the job's id, POST …/processes 202 alone (as the seed shows).
+func startSystem(r *sdk.Request) *sdk.Response {
+	ref, fail := target(r)
+	if fail != nil {
+		return fail
+	}
+	p, fail := decodeSystem(r)
+	if fail != nil {
+		return fail
+	}
+	id, err := ref.Start("core.system", systemArgs(*p))
+	if err != nil {
 		return failed(err)
 	}
-	return &sdk.Response{Status: http.StatusNoContent}
+	if !strings.HasSuffix(r.Path, "/jobs") {
+		return &sdk.Response{Status: http.StatusAccepted}
+	}
+	resp := sdk.JSON(http.StatusAccepted, map[string]string{"id": id})
+	resp.Headers["Location"] = []string{r.Path + "/" + id}
+	return resp
 }
 
 // Process is the orchestrator's Process.
@@ -274,8 +349,12 @@ type Process struct {
 }
 
 func processes(r *sdk.Request, pid any) ([]Process, *sdk.Response) {
+	ref, fail := target(r)
+	if fail != nil {
+		return nil, fail
+	}
 	var ps []Process
-	if err := sdk.Node(r.Param("nodeid")).JSON("process.list", map[string]any{"pid": pid}, &ps); err != nil {
+	if err := ref.JSON("process.list", map[string]any{"pid": pid}, &ps); err != nil {
 		return nil, failed(err)
 	}
 	if ps == nil {
@@ -313,42 +392,6 @@ func getProcess(r *sdk.Request) *sdk.Response {
 		return sdk.Error(http.StatusNotFound, "process %d not found", pid)
 	}
 	return sdk.JSON(http.StatusOK, ps[0])
-}
-
-func killProcess(r *sdk.Request) *sdk.Response {
-	return sendSignal(r, 15)
-}
-
-// signalProcess answers POST /processes/{pid} with {"signal": n} (default 15).
-func signalProcess(r *sdk.Request) *sdk.Response {
-	body := struct {
-		Signal *int `json:"signal"`
-	}{}
-	if len(r.Body) > 0 {
-		if err := r.Decode(&body); err != nil {
-			return sdk.Error(http.StatusBadRequest, "%v", err)
-		}
-	}
-	sig := 15
-	if body.Signal != nil {
-		sig = *body.Signal
-	}
-	if sig < 1 || sig > 64 {
-		return &sdk.Response{Status: http.StatusUnprocessableEntity, Headers: map[string][]string{"Content-Type": {"application/json"}},
-			Body: mustJSON(map[string]any{"status": 422, "message": "signal must be between 1 and 64", "field": "signal"})}
-	}
-	return sendSignal(r, sig)
-}
-
-func sendSignal(r *sdk.Request, sig int) *sdk.Response {
-	pid, fail := pidParam(r)
-	if fail != nil {
-		return fail
-	}
-	if _, err := sdk.Node(r.Param("nodeid")).Call("process.kill", map[string]any{"pid": pid, "signal": sig}); err != nil {
-		return failed(err)
-	}
-	return &sdk.Response{Status: http.StatusNoContent}
 }
 
 func mustJSON(v any) []byte {

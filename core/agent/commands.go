@@ -282,7 +282,17 @@ func cmdKill(_ context.Context, j *job) (output, error) {
 		return output{}, notFound("core.kill: no running job %q", a.ID)
 	}
 	target.kill(core0.StateKilled)
+	awaitEnd(target)
 	return jsonOut(true)
+}
+
+// awaitEnd waits a little for a killed job to end, so whoever killed it
+// reads its final result next, not RUNNING.
+func awaitEnd(j *job) {
+	select {
+	case <-j.done:
+	case <-time.After(5 * time.Second):
+	}
 }
 
 func cmdKillAll(_ context.Context, j *job) (output, error) {
@@ -320,6 +330,9 @@ func cmdJobKill(_ context.Context, j *job) (output, error) {
 		}
 	} else {
 		target.cancel()
+	}
+	if sig == syscall.SIGKILL {
+		awaitEnd(target)
 	}
 	return jsonOut(true)
 }
