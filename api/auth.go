@@ -16,12 +16,18 @@ const StatusTokenTooLong = 440
 
 // openPaths answer without credentials. Keep this list at one entry: a test
 // walks every route and requires 401 from all others.
-var openPaths = map[string]bool{"/health": true}
+var openPaths = map[string]bool{"/health": true, "/ready": true}
 
 // authenticate admits a request only with valid credentials whose role
 // permits it, and puts the caller in the request context.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name := barclampOf(r.URL.Path); name != "" && s.barclamps != nil && s.barclamps.IsPending(name) {
+			// Its routes (open or not) are not known yet.
+			w.Header().Set("Retry-After", "2")
+			writeError(w, r, "", statusError(http.StatusServiceUnavailable, "barclamp "+name+" is still loading; try again shortly (GET /ready says when everything is)"))
+			return
+		}
 		if openPaths[r.URL.Path] || agentPaths[r.URL.Path] || s.isOpenBarclampRoute(r) {
 			next.ServeHTTP(w, r)
 			return
@@ -155,4 +161,14 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeObject(w, r, http.StatusCreated, "token", tokenResponse{Token: tok, Username: caller.Username, ExpiresAt: exp, Validity: req.Validity})
+}
+
+// barclampOf is the barclamp a /<name>/v2/… path belongs to ("" for
+// the core API and anything else).
+func barclampOf(path string) string {
+	parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 3)
+	if len(parts) >= 2 && parts[0] != "api" && parts[1] == "v2" {
+		return parts[0]
+	}
+	return ""
 }

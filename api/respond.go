@@ -85,10 +85,14 @@ func writeError(w http.ResponseWriter, r *http.Request, typ string, err error) {
 		body.Message = "request body is larger than the limit of " + humanBytes(mb.Limit)
 	}
 	var ne *core0.Error
-	if errors.As(err, &ne) {
+	var he *httpError
+	switch {
+	case errors.As(err, &ne):
 		// A node's failure is not the server's: say which node and why.
 		loggerFrom(r).Warn("node command failed", "error", err)
-	} else if status >= 500 {
+	case errors.As(err, &he) && status == http.StatusServiceUnavailable:
+		// A deliberate 503 (still starting) says why itself.
+	case status >= 500:
 		loggerFrom(r).Error("request failed", "error", err)
 		body.Message = "internal error; see the server log for request " + w.Header().Get("X-Request-Id")
 		if status == http.StatusServiceUnavailable {

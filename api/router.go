@@ -124,6 +124,7 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	r := mux.NewRouter()
 	jsonErrors(r)
 	r.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/ready", s.ready).Methods(http.MethodGet, http.MethodHead)
 	// Routes hang off the root router, not a subrouter: mux answers a
 	// method mismatch inside a subrouter with 404 instead of 405.
 	s.mountV2(prefixed{r, "/api/v2"})
@@ -163,6 +164,29 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		body["database"] = map[string]any{"dialect": s.store.Dialect, "status": "unreachable", "error": err.Error()}
 	}
 	writeJSON(w, status, ContentType("health", "obj"), body)
+}
+
+// ready answers 200 once the server can serve everything: the database
+// answers (its migrations ran before the server listened) and every
+// embedded barclamp has loaded (or failed to); 503 with what is missing
+// otherwise. It needs no credentials. Load balancers should route by it;
+// /health only says the process and its database are alive.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	body := map[string]any{"status": "ready", "database": "ok", "barclamps": map[string]any{"loading": []string{}}}
+	status := http.StatusOK
+	if err := s.store.Ping(ctx); err != nil {
+		status, body["status"], body["database"] = http.StatusServiceUnavailable, "not ready", "unreachable: "+err.Error()
+	}
+	if pending := s.barclamps.Pending(); len(pending) > 0 {
+		status, body["status"] = http.StatusServiceUnavailable, "not ready"
+		body["barclamps"] = map[string]any{"loading": pending}
+	}
+	if status != http.StatusOK {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, ContentType("ready", "obj"), body)
 }
 
 // jsonErrors makes r answer unknown routes and methods with JSON errors.

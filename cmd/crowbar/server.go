@@ -195,11 +195,6 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	if len(embedded) == 0 {
 		log.Warn("this binary embeds no first-party barclamps; build it with make")
 	}
-	start := time.Now()
-	if err := registry.LoadAll(ctx, embedded); err != nil {
-		return err
-	}
-	log.Info("barclamps ready", "embedded", len(embedded), "took", time.Since(start))
 	handler := apiSrv.Handler()
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -211,31 +206,62 @@ func runServer(ctx context.Context, o *serverOptions) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+	// The core API answers at once; the embedded barclamps load meanwhile
+	// (their routes answer 503 with Retry-After, /ready says when all have).
+	names := make([]string, 0, len(embedded))
+	for n := range embedded {
+		names = append(names, n)
+	}
+	registry.Expect(names...)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "address", ln.Addr().String())
 	wctx, stopWatch := context.WithCancel(ctx)
-	watching := make(chan struct{})
-	go func() {
-		defer close(watching)
-		if o.barclampSync > 0 {
-			registry.Watch(wctx, o.barclampSync)
-		}
-	}()
-	defer func() { stopWatch(); <-watching }() // before the registry closes
 	watchingNodes := make(chan struct{})
 	go func() { defer close(watchingNodes); apiSrv.Nodes().Watch(wctx) }()
 	defer func() { stopWatch(); <-watchingNodes }()
-	annealing := make(chan struct{})
-	go func() { defer close(annealing); apiSrv.Annealer().Run(wctx) }()
-	defer func() { stopWatch(); <-annealing }() // runs in flight finish before the database closes
+	// The annealer and the barclamp sync start once the barclamps are
+	// loaded: a hook of a barclamp still loading would fail its node-role.
+	start := time.Now()
+	loadErr := make(chan error, 1)
+	background := make(chan struct{})
+	go func() {
+		defer close(background)
+		if err := registry.LoadAll(wctx, embedded); err != nil {
+			loadErr <- err
+			return
+		}
+		log.Info("barclamps ready", "embedded", len(embedded), "took", time.Since(start))
+		watching := make(chan struct{})
+		go func() {
+			defer close(watching)
+			if o.barclampSync > 0 {
+				registry.Watch(wctx, o.barclampSync)
+			}
+		}()
+		apiSrv.Annealer().Run(wctx) // runs in flight finish before the database closes
+		<-watching                  // before the registry closes
+	}()
+	defer func() { stopWatch(); <-background }()
 	if o.onListen != nil {
-		o.onListen(ln.Addr())
+		// Tests learn the port once the server serves everything.
+		go func() {
+			for len(registry.Pending()) > 0 {
+				select {
+				case <-wctx.Done():
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			o.onListen(ln.Addr())
+		}()
 	}
 
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-loadErr:
+		return fmt.Errorf("load barclamps: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: waiting for in-flight requests", "timeout", o.shutdownTimeout)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crowbar-go/crowbar/barclamps"
 	"github.com/spf13/cobra"
 )
 
@@ -119,5 +121,81 @@ func TestBadTuningFlagsAreUsageErrors(t *testing.T) {
 		if _, ok := err.(usageError); !ok || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("%v: err = %v (%T), want a usageError naming the flag", args, err, err)
 		}
+	}
+}
+
+// TestServerAnswersWhileBarclampsLoad: on a first start (nothing compiled
+// yet) the core API answers at once; a barclamp still loading answers 503
+// with Retry-After and /ready says which; once loaded, /ready is 200.
+func TestServerAnswersWhileBarclampsLoad(t *testing.T) {
+	if e, _ := barclamps.Embedded(); len(e) == 0 {
+		t.Fatal("no embedded barclamps: run make barclamps (make test does)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	o := &serverOptions{listen: addr, dataDir: dir, wasmCache: filepath.Join(dir, "cold-cache"), agentHeartbeat: 10 * time.Second,
+		agentDeadAfter: 30 * time.Second, logLevel: "error", logFormat: "json", maxBody: 1 << 20, shutdownTimeout: 10 * time.Second,
+		annealWorkers: 4, annealLease: time.Minute}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServer(ctx, o) }()
+	t.Cleanup(func() { cancel(); <-done })
+	get := func(path string) (*http.Response, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return nil, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if resp, _ := get("/health"); resp != nil && resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not answer /health")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if resp, body := get("/ready"); resp.StatusCode == 503 {
+		if resp.Header.Get("Retry-After") == "" || !strings.Contains(body, `"loading"`) {
+			t.Fatalf("/ready while loading: %d %s", resp.StatusCode, body)
+		}
+		var r struct {
+			Barclamps struct{ Loading []string } `json:"barclamps"`
+		}
+		json.Unmarshal([]byte(body), &r) //nolint:errcheck
+		if len(r.Barclamps.Loading) > 0 {
+			resp, body := get("/" + r.Barclamps.Loading[0] + "/v2/anything")
+			if resp.StatusCode != 503 && resp.StatusCode != 401 && resp.StatusCode != 404 {
+				t.Fatalf("a barclamp route while loading: %d %s", resp.StatusCode, body)
+			}
+			if resp.StatusCode == 503 && (resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "still loading")) {
+				t.Fatalf("a barclamp route while loading: %d %s", resp.StatusCode, body)
+			}
+		}
+		// The core API answers meanwhile (401: it wants credentials).
+		if resp, _ := get("/api/v2/nodes"); resp.StatusCode != 401 {
+			t.Fatalf("the core API while barclamps load: %d", resp.StatusCode)
+		}
+	}
+	for {
+		if resp, body := get("/ready"); resp.StatusCode == 200 && strings.Contains(body, `"ready"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server never became ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp, _ := get("/network/v2/networks"); resp.StatusCode != 401 {
+		t.Fatalf("a loaded barclamp's route without credentials: %d, want 401", resp.StatusCode)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -60,6 +61,7 @@ type Registry struct {
 	active       map[string]*Active
 	failed       map[string]string // name → why it did not load
 	failedDigest map[string]string // name → the digest that failed
+	pending      map[string]bool   // embedded barclamps still loading
 }
 
 // NewRegistry returns an empty registry.
@@ -68,7 +70,7 @@ func NewRegistry(db *gorm.DB, host Host, log hclog.Logger) *Registry {
 		log = hclog.NewNullLogger()
 	}
 	return &Registry{db: db, host: host, log: log.Named("barclamps"),
-		active: map[string]*Active{}, failed: map[string]string{}, failedDigest: map[string]string{}}
+		active: map[string]*Active{}, failed: map[string]string{}, failedDigest: map[string]string{}, pending: map[string]bool{}}
 }
 
 // Digest is the hex sha256 of a module.
@@ -103,6 +105,9 @@ func (r *Registry) Status(name string) string {
 	defer r.mu.RUnlock()
 	if _, ok := r.active[name]; ok {
 		return "loaded"
+	}
+	if r.pending[name] {
+		return "loading"
 	}
 	if why, ok := r.failed[name]; ok {
 		return "error: " + why
@@ -399,20 +404,67 @@ func (r *Registry) LoadAll(ctx context.Context, embedded map[string][]byte) erro
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	r.Expect(names...)
+	// Compiling is the slow part of a first start: one module per core.
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
 	for _, n := range names {
-		wasm := embedded[n]
-		var bc model.Barclamp
-		err := r.db.WithContext(ctx).Where("name = ? AND source = ? AND digest = ?", n, SourceEmbedded, Digest(wasm)).Take(&bc).Error
-		if err == nil {
-			err = r.load(ctx, &bc, wasm)
-		} else {
-			_, err = r.Install(ctx, wasm, SourceEmbedded)
-		}
-		if err != nil {
-			r.fail(n, Digest(wasm), err)
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(n string) {
+			defer func() { <-sem; wg.Done() }()
+			defer r.loaded(n)
+			wasm := embedded[n]
+			var bc model.Barclamp
+			err := r.db.WithContext(ctx).Where("name = ? AND source = ? AND digest = ?", n, SourceEmbedded, Digest(wasm)).Take(&bc).Error
+			if err == nil {
+				err = r.load(ctx, &bc, wasm)
+			} else {
+				_, err = r.Install(ctx, wasm, SourceEmbedded)
+			}
+			if err != nil {
+				r.fail(n, Digest(wasm), err)
+			}
+		}(n)
 	}
+	wg.Wait()
 	return r.Sync(ctx)
+}
+
+// Expect marks barclamps as loading: until LoadAll has loaded (or failed)
+// each, its routes answer 503 and the server is not ready. A server calls
+// it before it listens, then runs LoadAll in the background.
+func (r *Registry) Expect(names ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range names {
+		r.pending[n] = true
+	}
+}
+
+func (r *Registry) loaded(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pending, name)
+}
+
+// Pending lists the barclamps still loading, sorted.
+func (r *Registry) Pending() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.pending))
+	for n := range r.pending {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// IsPending reports whether barclamp name is still loading.
+func (r *Registry) IsPending(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.pending[name]
 }
 
 // Sync brings this server's loaded barclamps in line with the database:
