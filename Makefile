@@ -21,6 +21,7 @@ barclamps/dist/%.wasm: barclamps/%/*.go $(wildcard sdk/*.go)
 
 build: barclamps
 	$(GO) build -o $(BIN) ./cmd/crowbar
+	./$(BIN) barclamp precompile
 
 ## run: build and start the server on SQLite in $(DATA), listening on 127.0.0.1:3000
 run: build

@@ -7,7 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
 
+	"github.com/crowbar-go/crowbar/barclamps"
 	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/plugins"
 	"github.com/spf13/cobra"
@@ -73,7 +77,61 @@ result loads: ABI version and manifest.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(build, inspect)
+	var cacheDir string
+	precompile := &cobra.Command{
+		Use:   "precompile",
+		Short: "Compile the embedded first-party barclamps into the compilation cache (make build runs it)",
+		Long: `Compile the first-party barclamps this binary embeds into the compilation cache
+(--wasm-cache, default the user's cache dir), so that a server's first start
+finds them compiled and is ready at once.`,
+		Example: `  crowbar barclamp precompile
+  crowbar barclamp precompile --wasm-cache /var/cache/crowbar/wasm`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			if cacheDir == "" {
+				cacheDir = defaultWasmCache(".")
+			}
+			embedded, err := barclamps.Embedded()
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			h, err := plugins.New(cmd.Context(), plugins.Config{CacheDir: cacheDir, PoolSize: 1})
+			if err != nil {
+				return err
+			}
+			defer h.Close(cmd.Context()) //nolint:errcheck
+			var wg sync.WaitGroup
+			errs := make(chan error, len(embedded))
+			sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+			for name, wasm := range embedded {
+				wg.Add(1)
+				go func(name string, wasm []byte) {
+					defer wg.Done()
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					m, err := h.Compile(cmd.Context(), name, wasm)
+					if err != nil {
+						errs <- fmt.Errorf("%s: %w", name, err)
+						return
+					}
+					m.Close(cmd.Context()) //nolint:errcheck
+				}(name, wasm)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "compiled %d barclamps into %s in %s\n", len(embedded), cacheDir, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	precompile.Flags().StringVar(&cacheDir, "wasm-cache", "", "the compilation cache (default the user's cache dir, crowbar/wasm-cache)")
+	cmd.AddCommand(build, inspect, precompile)
 	return cmd
 }
 

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/crowbar-go/crowbar/barclamps"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -57,5 +60,29 @@ func TestBarclampBuildAndInspect(t *testing.T) {
 	os.WriteFile(notWasm, []byte("nope"), 0o600)
 	if _, err := run(t, "barclamp", "inspect", notWasm); err == nil || !strings.Contains(err.Error(), "not a valid WebAssembly module") {
 		t.Errorf("inspect of garbage: %v", err)
+	}
+}
+
+// TestBarclampPrecompile: the embedded barclamps are compiled into the
+// cache the server reads (make build runs this).
+func TestBarclampPrecompile(t *testing.T) {
+	embedded, _ := barclamps.Embedded()
+	if len(embedded) == 0 {
+		t.Fatal("no embedded barclamps: run make barclamps (make test does)")
+	}
+	cmd := newRootCmd()
+	var out strings.Builder
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"barclamp", "precompile", "--wasm-cache", sharedWasmCache})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("compiled %d barclamps into %s", len(embedded), sharedWasmCache)
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("precompile said %q, want %q", out.String(), want)
+	}
+	entries, err := os.ReadDir(sharedWasmCache)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("nothing in the cache: %v %v", entries, err)
 	}
 }

@@ -85,7 +85,7 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.StringVar(&o.realm, "realm", "crowbar", "HTTP Digest realm (changing it needs new passwords)")
 	f.StringSliceVar(&o.digestAlgorithms, "digest-algorithms", []string{auth.SHA256, auth.MD5}, "digest algorithms offered, in order")
 	f.DurationVar(&o.nonceTTL, "nonce-ttl", 5*time.Minute, "how long a digest nonce is good for before stale=true")
-	f.StringVar(&o.wasmCache, "wasm-cache", "", "directory of compiled barclamp modules (default <data-dir>/wasm-cache); safe to share and to delete")
+	f.StringVar(&o.wasmCache, "wasm-cache", "", "directory of compiled barclamp modules (default the user's cache dir, crowbar/wasm-cache; else <data-dir>/wasm-cache); safe to share and to delete")
 	f.StringVar(&o.installKey, "install-key", "", "path of the install key file (default <data-dir>/crowbar.install.key)")
 	f.BoolVar(&o.resetAdminKey, "reset-admin-key", false, "give the install user a new password and rewrite the install key, then serve")
 	f.StringSliceVar(&o.jwtPublicKeys, "jwt-public-key", nil, "PEM file of a public key (or certificate) trusted to sign bearer tokens; repeatable")
@@ -330,5 +330,18 @@ func (o *serverOptions) wasmCacheDir() string {
 	if o.wasmCache != "" {
 		return o.wasmCache
 	}
-	return filepath.Join(o.dataDir, "wasm-cache")
+	return defaultWasmCache(o.dataDir)
+}
+
+// defaultWasmCache is where compiled modules are kept: the user's cache
+// directory (so a new data dir, and `make build`'s precompile, share it),
+// else the data dir.
+func defaultWasmCache(dataDir string) string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		p := filepath.Join(dir, "crowbar", "wasm-cache")
+		if os.MkdirAll(p, 0o755) == nil {
+			return p
+		}
+	}
+	return filepath.Join(dataDir, "wasm-cache")
 }
