@@ -328,11 +328,13 @@ func (a *Annealer) finish(batch []result) {
 		}
 		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
 	}
+	// Published before the runs stop counting as in flight, so whoever sees
+	// the annealer idle also sees the hooks those results called for queued.
+	a.Publish(&ch)
 	for _, r := range batch {
 		a.running.Delete(r.id)
 		a.inFlight.Add(-1)
 	}
-	a.Publish(&ch)
 }
 
 // outcome turns a jig's answer into a state, run log and wall data.
