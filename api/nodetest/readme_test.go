@@ -40,12 +40,18 @@ func readmeBlock(t *testing.T, heading string) string {
 	return block
 }
 
-// TestReadmeAgentWalkthrough runs the README's agent section verbatim
-// against the real binary serving as `make run` does (127.0.0.1:3000 is
-// free in the test's network namespace).
-func TestReadmeAgentWalkthrough(t *testing.T) {
-	agenttest.Require(t)
-	dir := t.TempDir()
+// readmeServer runs the real binary as `make run` does, in a new directory
+// whose data/ it uses (127.0.0.1:3000 is free in the test's network
+// namespace); the directory also sees the repository's module, so the
+// README's go build commands work there.
+func readmeServer(t *testing.T) (dir string, log *strings.Builder) {
+	t.Helper()
+	dir = t.TempDir()
+	for _, name := range []string{"go.mod", "go.sum", "sdk", "examples"} {
+		if err := os.Symlink(filepath.Join(repoRoot(), name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	bin := filepath.Join(dir, "bin", "crowbar")
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		t.Fatal(err)
@@ -56,20 +62,25 @@ func TestReadmeAgentWalkthrough(t *testing.T) {
 	srv := exec.Command(bin, "server", "--data-dir", "./data")
 	srv.Dir = dir
 	srv.Env = append(os.Environ(), "CROWBAR_WASM_CACHE="+filepath.Join(os.TempDir(), "crowbar-test-wasm-cache"))
-	var log strings.Builder
-	srv.Stdout, srv.Stderr = &log, &log
+	log = &strings.Builder{}
+	srv.Stdout, srv.Stderr = log, log
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Signal(os.Interrupt); srv.Wait() }) //nolint:errcheck
 	waitFor(t, func() bool {
-		r, err := http.Get("http://127.0.0.1:3000/health")
+		r, err := http.Get("http://127.0.0.1:3000/ready")
 		if err == nil {
 			r.Body.Close()
 		}
 		return err == nil && r.StatusCode == 200
 	})
-	script := readmeBlock(t, "## An agent on a machine")
+	return dir, log
+}
+
+// runBlock runs a README block with bash (errexit, pipefail) in dir.
+func runBlock(t *testing.T, dir, script string, log *strings.Builder) string {
+	t.Helper()
 	sh := exec.Command("bash", "-euo", "pipefail", "-c", script)
 	sh.Dir = dir
 	done := make(chan struct{})
@@ -78,16 +89,42 @@ func TestReadmeAgentWalkthrough(t *testing.T) {
 	go func() { out, err = sh.CombinedOutput(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(60 * time.Second):
+	case <-time.After(3 * time.Minute):
 		sh.Process.Kill() //nolint:errcheck
 		<-done
 		t.Fatalf("the walkthrough hung:\n%s", out)
 	}
 	if err != nil {
-		t.Fatalf("the README's agent walkthrough failed: %v\n%s\nserver log:\n%s", err, out, log.String())
+		t.Fatalf("the README walkthrough failed: %v\n%s\nserver log:\n%s", err, out, log.String())
 	}
-	if !strings.Contains(string(out), `"reachable": true`) {
+	return string(out)
+}
+
+// TestReadmeAgentWalkthrough runs the README's agent section verbatim
+// against the real binary serving as `make run` does.
+func TestReadmeAgentWalkthrough(t *testing.T) {
+	agenttest.Require(t)
+	dir, log := readmeServer(t)
+	out := runBlock(t, dir, readmeBlock(t, "## An agent on a machine"), log)
+	if !strings.Contains(out, `"reachable": true`) {
 		t.Fatalf("the walkthrough did not reach the agent:\n%s", out)
+	}
+}
+
+// TestReadmeCurlWalkthrough runs the README's walk through the API with
+// curl verbatim, and checks what its comments promise.
+func TestReadmeCurlWalkthrough(t *testing.T) {
+	agenttest.Require(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("the README's walkthrough runs real curl; install curl")
+	}
+	dir, log := readmeServer(t)
+	out := runBlock(t, dir, readmeBlock(t, "## A walk through the API with curl"), log)
+	for _, want := range []string{`"name":"newtest.cr0wbar.com"`, `X-Total-Count: 1`, `"name":"test1"`, `"hello":"bob"`,
+		`{"status":422,"message":"name 'localhost' must be a fully qualified domain name such as host.example.com","field":"name"}`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the walkthrough's output lacks %s:\n%s", want, out)
+		}
 	}
 }
 
