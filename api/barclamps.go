@@ -193,7 +193,7 @@ func (s *Server) serveBarclamp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, "", err)
 		return
 	}
-	req := &barclamp.HTTPRequest{Method: r.Method, Path: r.URL.Path, Host: r.Host, Route: m.spec.Method + " " + m.spec.Path,
+	req := &barclamp.HTTPRequest{Method: r.Method, Path: r.URL.Path, Host: r.Host, Advertise: s.advertise, Route: m.spec.Method + " " + m.spec.Path,
 		Params: m.params, Query: r.URL.Query(), Headers: r.Header.Clone(), Body: body}
 	delete(req.Headers, "Authorization")
 	if c := auth.CallerFrom(r.Context()); c != nil {

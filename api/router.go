@@ -36,6 +36,9 @@ type Config struct {
 	// logger are filled in); run Server.Nodes().Watch to mark silent
 	// agents' nodes not alive.
 	Nodes nodes.Config
+	// Advertise is the URL machines reach the server at, handed to
+	// barclamps with each request (see barclamp.HTTPRequest.Advertise).
+	Advertise string
 }
 
 // Server holds what the handlers share.
@@ -52,6 +55,7 @@ type Server struct {
 	hooks     *anneal.Hooks
 	nodes     *nodes.Service
 	transport *nodes.Transport
+	advertise string
 }
 
 // Nodes is the server's node-agent service.
@@ -104,7 +108,7 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	if cfg.Barclamps == nil {
 		panic("api: Config.Barclamps is required")
 	}
-	s := &Server{store: cfg.Store, auth: cfg.Auth, barclamps: cfg.Barclamps, log: cfg.Logger,
+	s := &Server{store: cfg.Store, auth: cfg.Auth, barclamps: cfg.Barclamps, log: cfg.Logger, advertise: strings.TrimSuffix(cfg.Advertise, "/"),
 		bridge: &bridge{routers: map[string]*bridgeRouter{}}}
 	s.bus = anneal.NewBus()
 	ac := cfg.Anneal

@@ -21,12 +21,12 @@ import (
 
 // firstParty serves the first-party barclamps, compiled from source and
 // installed as the server installs its embedded ones (enabled in system).
-func firstParty(t *testing.T, st *store.Store) *apitest.Server {
+func firstParty(t *testing.T, st *store.Store, opts ...func(*apitest.Setup)) *apitest.Server {
 	t.Helper()
-	s := apitest.New(t, st, func(su *apitest.Setup) {
+	s := apitest.New(t, st, append([]func(*apitest.Setup){func(su *apitest.Setup) {
 		su.Host = pluginstest.Host(t, st, plugins.Config{PoolSize: 4})
 		su.API.Anneal = anneal.Config{Workers: 16, Poll: 50 * time.Millisecond}
-	})
+	}}, opts...)...)
 	for _, name := range []string{"network", "provisioner", "crowbar"} {
 		if _, err := s.Barclamps.Install(context.Background(), pluginstest.Build(t, "barclamps/"+name), barclamp.SourceEmbedded); err != nil {
 			t.Fatalf("install %s: %v", name, err)

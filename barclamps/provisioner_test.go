@@ -321,3 +321,56 @@ func TestProvisionerRoutes(t *testing.T) {
 		s.Must(404, "GET", "/provisioner/v2/nodes/ghost.example.com", "")
 	})
 }
+
+// TestProvisionerAdvertisedURL: what is handed to machines names the URL
+// the server advertises (or the settings' server_url), never the host the
+// operator's request used, such as 127.0.0.1.
+func TestProvisionerAdvertisedURL(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		s := firstParty(t, st, func(su *apitest.Setup) { su.API.Advertise = "http://192.0.2.10:3000/" })
+		if !strings.Contains(s.URL, "127.0.0.1") {
+			t.Fatalf("the test server is not on loopback (%s): the checks below prove nothing", s.URL)
+		}
+		expect := func(what, path, want string) string {
+			t.Helper()
+			r := s.Do("GET", path, "")
+			if r.Status != 200 || !strings.Contains(string(r.Body), want) || strings.Contains(string(r.Body), "127.0.0.1") {
+				t.Fatalf("%s: %d, want %q and no 127.0.0.1 in:\n%s", what, r.Status, want, r.Body)
+			}
+			return string(r.Body)
+		}
+		conf := expect("dnsmasq fragment", "/provisioner/v2/dhcp?format=dnsmasq", "dhcp-boot=tag:ipxe,http://192.0.2.10:3000/provisioner/v2/boot.ipxe\n")
+		if strings.Contains(conf, "warning") {
+			t.Fatalf("a reachable URL is warned about:\n%s", conf)
+		}
+		expect("chain script", "/provisioner/v2/boot.ipxe", "chain http://192.0.2.10:3000/provisioner/v2/nodes/${net0/mac}/ipxe")
+		disc := expect("discovery script", "/provisioner/v2/nodes/52:54:00:00:00:01/ipxe", "crowbar.url=http://192.0.2.10:3000/api/v2")
+		if !strings.Contains(disc, "http://192.0.2.10:8091/sledgehammer/") {
+			t.Fatalf("discovery files not on the advertised host:\n%s", disc)
+		}
+
+		// The settings' server_url wins; bad ones are refused and change nothing.
+		for _, bad := range []string{`"ftp://crowbar"`, `"http://"`, `"crowbar.example.com:3000"`, `"http://h/?a=b"`, `"http://u:p@h"`, `3000`} {
+			s.Must(map[bool]int{true: 400, false: 422}[bad == "3000"], "PUT", "/provisioner/v2/settings", `{"server_url": `+bad+`}`)
+		}
+		if got := s.Must(200, "GET", "/provisioner/v2/settings", "").Object(t); got["server_url"] != "" {
+			t.Fatalf("a refused server_url was stored: %v", got)
+		}
+		s.Must(200, "PUT", "/provisioner/v2/settings", `{"server_url": "https://crowbar.example.com/"}`)
+		if got := s.Must(200, "GET", "/provisioner/v2/settings", "").Object(t); got["server_url"] != "https://crowbar.example.com" {
+			t.Fatalf("server_url stored as %v", got["server_url"])
+		}
+		expect("dnsmasq fragment", "/provisioner/v2/dhcp?format=dnsmasq", "dhcp-boot=tag:ipxe,https://crowbar.example.com/provisioner/v2/boot.ipxe\n")
+		disc = expect("discovery script", "/provisioner/v2/nodes/52:54:00:00:00:01/ipxe", "crowbar.url=https://crowbar.example.com/api/v2")
+		if !strings.Contains(disc, "http://crowbar.example.com:8091/") {
+			t.Fatalf("discovery files not on server_url's host:\n%s", disc)
+		}
+
+		// A loopback URL is served as asked, with a warning in the fragment.
+		s.Must(200, "PUT", "/provisioner/v2/settings", `{"server_url": "http://127.0.0.1:3000"}`)
+		if conf := string(s.Must(200, "GET", "/provisioner/v2/dhcp?format=dnsmasq", "").Body); !strings.Contains(conf, "# warning: http://127.0.0.1:3000 is this host's loopback") {
+			t.Fatalf("no loopback warning:\n%s", conf)
+		}
+	})
+}

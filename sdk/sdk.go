@@ -278,15 +278,19 @@ type Caller struct {
 
 // Request is an HTTP request to one of the barclamp's routes.
 type Request struct {
-	Method  string              `json:"method"`
-	Path    string              `json:"path"`
-	Host    string              `json:"host"`  // host[:port] the client asked for: how it reaches the server
-	Route   string              `json:"route"` // "GET /greetings/{name}"
-	Params  map[string]string   `json:"params"`
-	Query   map[string][]string `json:"query"`
-	Headers map[string][]string `json:"headers"`
-	Body    []byte              `json:"body"`
-	Caller  *Caller             `json:"caller"`
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Host   string `json:"host"` // host[:port] the client asked for: how it reaches the server
+	// Advertise is the URL machines reach the server at (its
+	// --advertise-url), for anything handed to a machine; "" from a server
+	// that does not advertise one.
+	Advertise string              `json:"advertise,omitempty"`
+	Route     string              `json:"route"` // "GET /greetings/{name}"
+	Params    map[string]string   `json:"params"`
+	Query     map[string][]string `json:"query"`
+	Headers   map[string][]string `json:"headers"`
+	Body      []byte              `json:"body"`
+	Caller    *Caller             `json:"caller"`
 }
 
 // Param returns the path parameter name.

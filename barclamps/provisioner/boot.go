@@ -4,6 +4,7 @@ package main
 
 import (
 	"net/netip"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -12,26 +13,36 @@ import (
 
 const ipxeType = "text/plain; charset=utf-8"
 
-// serverURL is how the machine reaches crowbar: the Host it asked for.
-func serverURL(r *sdk.Request) string {
-	if r.Host == "" {
-		return "http://localhost:3000"
+// serverURL is how machines reach crowbar, in everything handed to them:
+// the settings' server_url, else the URL the server advertises
+// (--advertise-url), else the Host of this request (a server too old to
+// advertise one).
+func serverURL(r *sdk.Request, s *Settings) string {
+	switch {
+	case s.ServerURL != "":
+		return s.ServerURL
+	case r.Advertise != "":
+		return strings.TrimSuffix(r.Advertise, "/")
+	case r.Host != "":
+		return "http://" + r.Host
 	}
-	return "http://" + r.Host
+	return "http://localhost:3000"
 }
 
 // filesURL is where kernels and initrds are: the settings' files_url, else
-// port 8091 of the server host (where OpenCrowbar served them).
+// port 8091 of the host machines reach crowbar at (where OpenCrowbar
+// served them).
 func filesURL(r *sdk.Request, s *Settings) string {
 	if s.FilesURL != "" {
 		return s.FilesURL
 	}
-	host := r.Host
-	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
-		host = h
+	u, err := url.Parse(serverURL(r, s))
+	if err != nil || u.Hostname() == "" {
+		return "http://localhost:8091"
 	}
-	if host == "" {
-		host = "localhost"
+	host := u.Hostname()
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
 	}
 	return "http://" + host + ":8091"
 }
@@ -132,7 +143,7 @@ func adminAddresses(id int64) (map[int64]string, error) {
 // targetFor gathers what the templates need for node n.
 func targetFor(r *sdk.Request, n *sdk.NodeInfo, s *Settings) (*target, error) {
 	short, domain := splitName(n.Name)
-	t := &target{ID: n.ID, Name: n.Name, Short: short, Domain: domain, Server: serverURL(r),
+	t := &target{ID: n.ID, Name: n.Name, Short: short, Domain: domain, Server: serverURL(r, s),
 		Files: filesURL(r, s), Keys: s.AccessKeys, DNS: []string{}}
 	t.Callback = t.Server + "/provisioner/v2/nodes/" + itoa(n.ID) + "/installed"
 	addrs, err := adminAddresses(n.ID)
@@ -155,7 +166,11 @@ func targetFor(r *sdk.Request, n *sdk.NodeInfo, s *Settings) (*target, error) {
 
 // bootChain is the first script iPXE runs (named in DHCP).
 func bootChain(r *sdk.Request) *sdk.Response {
-	return sdk.Text(200, ipxeType, chainScript(serverURL(r)))
+	s, _, err := loadSettings()
+	if err != nil {
+		return sdk.Error(500, "provisioner: %v", err)
+	}
+	return sdk.Text(200, ipxeType, chainScript(serverURL(r, s)))
 }
 
 // ipxe answers a booting machine by its MAC: discovery for machines crowbar
@@ -174,7 +189,7 @@ func ipxe(r *sdk.Request) *sdk.Response {
 		return sdk.Error(502, "looking up %s: %v", mac, err)
 	}
 	if n == nil || n.Bootenv == "" || n.Bootenv == "sledgehammer" {
-		return sdk.Text(200, ipxeType, discoveryScript(serverURL(r), filesURL(r, s)))
+		return sdk.Text(200, ipxeType, discoveryScript(serverURL(r, s), filesURL(r, s)))
 	}
 	env, ok := bootenvs[n.Bootenv]
 	if !ok || env.Kind == "local" {
@@ -287,7 +302,7 @@ func dhcp(r *sdk.Request) *sdk.Response {
 	case "hostsfile":
 		return sdk.Text(200, "text/plain; charset=utf-8", hostsfile(out))
 	case "dnsmasq":
-		return sdk.Text(200, "text/plain; charset=utf-8", dnsmasqConf(out, s, serverURL(r)))
+		return sdk.Text(200, "text/plain; charset=utf-8", dnsmasqConf(out, s, serverURL(r, s)))
 	}
 	return sdk.JSON(200, out)
 }
@@ -313,4 +328,18 @@ func showNode(r *sdk.Request) *sdk.Response {
 		}
 	}
 	return sdk.JSON(200, out)
+}
+
+// loopback says whether URL u names this host's loopback, which machines
+// booting elsewhere cannot reach.
+func loopback(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	if p.Hostname() == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(p.Hostname())
+	return err == nil && a.IsLoopback()
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -68,6 +69,7 @@ type Settings struct {
 	NextServer string   `json:"next_server"` // TFTP server for PXE; default: the admin network's admin range
 	BootFile   string   `json:"boot_file"`   // what PXE loads first (an iPXE build)
 	FilesURL   string   `json:"files_url"`   // kernels and initrds; default http://<server host>:8091
+	ServerURL  string   `json:"server_url"`  // how machines reach crowbar; default the server's --advertise-url
 	AccessKeys []string `json:"access_keys"` // SSH keys installed for root
 }
 
@@ -110,6 +112,13 @@ func updateSettings(r *sdk.Request) *sdk.Response {
 		return sdk.Error(422, "files_url: '%s' must be an http:// or https:// URL", s.FilesURL)
 	}
 	s.FilesURL = strings.TrimSuffix(s.FilesURL, "/")
+	if s.ServerURL != "" {
+		u, err := url.Parse(s.ServerURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return sdk.Error(422, "server_url: '%s' must be an http:// or https:// URL of a host, without query or credentials", s.ServerURL)
+		}
+		s.ServerURL = strings.TrimSuffix(s.ServerURL, "/")
+	}
 	for i, k := range s.AccessKeys {
 		if !keyRule.MatchString(k) {
 			return sdk.Error(422, "access_keys: entry %d is not an SSH public key line (type, base64 key, optional comment without quotes)", i)

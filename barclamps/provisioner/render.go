@@ -197,6 +197,10 @@ func hostsfile(rs []Reservation) string {
 func dnsmasqConf(rs []Reservation, s *Settings, server string) string {
 	var b strings.Builder
 	b.WriteString("# crowbar: DHCP configuration for dnsmasq (conf-file or conf-dir fragment)\n")
+	if loopback(server) {
+		fmt.Fprintf(&b, "# warning: %s is this host's loopback, which booting machines cannot reach:\n", server)
+		b.WriteString("# start crowbar with --advertise-url, or set server_url in /provisioner/v2/settings\n")
+	}
 	for _, r := range rs {
 		fmt.Fprintf(&b, "dhcp-host=%s,set:crowbar,%s,%s\n", r.MAC, r.Address, r.Hostname)
 	}

@@ -25,6 +25,7 @@ import (
 
 type serverOptions struct {
 	listen          string
+	advertiseURL    string
 	database        string
 	dataDir         string
 	wasmCache       string
@@ -76,6 +77,7 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:3000", "address to serve HTTP on")
+	f.StringVar(&o.advertiseURL, "advertise-url", "", "URL machines reach this server at, in DHCP options, boot scripts and answer files (default http://<address of --listen, or of the default-route interface when listening on all>:<port>)")
 	f.StringVar(&o.database, "database", "", "postgres:// URL, or SQLite file path (default <data-dir>/crowbar.db)")
 	f.StringVar(&o.dataDir, "data-dir", ".", "directory for the SQLite database, keys and caches")
 	f.StringVar(&o.logLevel, "log-level", "info", "trace, debug, info, warn or error")
@@ -149,6 +151,11 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	if err := o.checkTuning(); err != nil {
 		return err
 	}
+	if o.advertiseURL != "" {
+		if o.advertiseURL, err = checkAdvertiseURL(o.advertiseURL); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -182,7 +189,19 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	defer host.Close(context.Background()) //nolint:errcheck
 	registry := barclamp.NewRegistry(st.DB, host, log)
 	defer registry.Close(context.Background())
-	apiSrv := api.New(api.Config{Store: st, Auth: svc, Barclamps: registry, Logger: log, MaxBody: o.maxBody,
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.listen, err)
+	}
+	defer ln.Close() //nolint:errcheck // Serve closes it; this covers the returns before Serve
+	advertise := o.advertiseURL
+	if advertise == "" {
+		advertise = defaultAdvertiseURL(ln.Addr())
+	}
+	if isLoopbackURL(advertise) {
+		log.Info("the advertised URL is loopback: only machines on this host can boot from it; set --advertise-url for others", "advertise_url", advertise)
+	}
+	apiSrv := api.New(api.Config{Store: st, Auth: svc, Barclamps: registry, Logger: log, MaxBody: o.maxBody, Advertise: advertise,
 		Anneal: anneal.Config{Workers: o.annealWorkers, Lease: o.annealLease},
 		Nodes:  nodes.Config{DefaultDomain: o.defaultDomain, Heartbeat: o.agentHeartbeat, DeadAfter: o.agentDeadAfter}})
 	defer apiSrv.Transport().Close()
@@ -196,10 +215,6 @@ func runServer(ctx context.Context, o *serverOptions) error {
 		log.Warn("this binary embeds no first-party barclamps; build it with make")
 	}
 	handler := apiSrv.Handler()
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.listen, err)
-	}
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -215,7 +230,7 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	registry.Expect(names...)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", "address", ln.Addr().String())
+	log.Info("serving", "address", ln.Addr().String(), "advertise_url", advertise)
 	wctx, stopWatch := context.WithCancel(ctx)
 	watchingNodes := make(chan struct{})
 	go func() { defer close(watchingNodes); apiSrv.Nodes().Watch(wctx) }()

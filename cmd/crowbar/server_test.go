@@ -46,7 +46,7 @@ func TestServerServesAndShutsDownGracefully(t *testing.T) {
 	dir := t.TempDir()
 	addrc := make(chan net.Addr, 1)
 	o := &serverOptions{listen: "127.0.0.1:0", dataDir: dir, agentHeartbeat: 10 * time.Second, agentDeadAfter: 30 * time.Second, logLevel: "error", logFormat: "json",
-		maxBody: 1 << 20, shutdownTimeout: 10 * time.Second, annealWorkers: 4, annealLease: time.Minute,
+		maxBody: 1 << 20, advertiseURL: "http://192.0.2.7:3000/", shutdownTimeout: 10 * time.Second, annealWorkers: 4, annealLease: time.Minute,
 		onListen: func(a net.Addr) { addrc <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -66,6 +66,17 @@ func TestServerServesAndShutsDownGracefully(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Fatalf("create node without credentials: %d, want 401", resp.StatusCode)
+	}
+	// Machines are sent to the advertised URL, not to the loopback this
+	// request came through.
+	resp, err = http.Get(base + "/provisioner/v2/boot.ipxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(script), "chain http://192.0.2.7:3000/provisioner/v2/nodes/") {
+		t.Fatalf("boot.ipxe does not name --advertise-url: %d %s", resp.StatusCode, script)
 	}
 	// The first start wrote the install key; the seed's curl call uses it.
 	key, err := os.ReadFile(filepath.Join(dir, "crowbar.install.key"))
@@ -111,7 +122,8 @@ func TestBadLogSettingsAreUsageErrors(t *testing.T) {
 
 func TestBadTuningFlagsAreUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{"--anneal-workers", "0"}, {"--anneal-lease", "10ms"}, {"--barclamp-sync", "-1s"},
-		{"--wasm-pool-size", "-2"}, {"--agent-heartbeat", "100ms"}, {"--agent-dead-after", "15s"}} {
+		{"--wasm-pool-size", "-2"}, {"--agent-heartbeat", "100ms"}, {"--agent-dead-after", "15s"},
+		{"--advertise-url", "10.0.0.2:3000"}} {
 		cmd := newServerCmd()
 		if err := cmd.ParseFlags(append(args, "--data-dir", t.TempDir())); err != nil {
 			t.Fatal(err)

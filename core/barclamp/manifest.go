@@ -191,15 +191,17 @@ func (r *RoleSpec) HasFlag(flag string) bool {
 
 // HTTPRequest is what a barclamp's HTTP handler receives.
 type HTTPRequest struct {
-	Method  string              `json:"method"`
-	Path    string              `json:"path"`  // the full request path
-	Host    string              `json:"host"`  // the Host the client asked for (host[:port])
-	Route   string              `json:"route"` // the matched route, e.g. "GET /networks/{id}"
-	Params  map[string]string   `json:"params"`
-	Query   map[string][]string `json:"query"`
-	Headers map[string][]string `json:"headers"`
-	Body    []byte              `json:"body"` // base64 in JSON
-	Caller  *Caller             `json:"caller"`
+	Method string `json:"method"`
+	Path   string `json:"path"` // the full request path
+	Host   string `json:"host"` // the Host the client asked for (host[:port])
+	// Advertise is the URL machines reach the server at (--advertise-url).
+	Advertise string              `json:"advertise,omitempty"`
+	Route     string              `json:"route"` // the matched route, e.g. "GET /networks/{id}"
+	Params    map[string]string   `json:"params"`
+	Query     map[string][]string `json:"query"`
+	Headers   map[string][]string `json:"headers"`
+	Body      []byte              `json:"body"` // base64 in JSON
+	Caller    *Caller             `json:"caller"`
 }
 
 // Caller is who made a request, as a barclamp sees it.
