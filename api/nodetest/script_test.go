@@ -12,28 +12,18 @@ import (
 
 	"github.com/crowbar-go/crowbar/api/apitest"
 	"github.com/crowbar-go/crowbar/core/agent"
-	"github.com/crowbar-go/crowbar/core/agent/agenttest"
 	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/nodes"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
-	"github.com/crowbar-go/crowbar/plugins"
-	"github.com/crowbar-go/crowbar/plugins/pluginstest"
 )
 
 // scriptServer is a server with the scriptjig test barclamp enabled in
 // the system deployment; agents heartbeat slowly (there are many).
 func scriptServer(t *testing.T, st *store.Store) *apitest.Server {
 	t.Helper()
-	agenttest.Require(t)
-	wasm := pluginstest.Build(t, "plugins/testdata/scriptjig")
-	s := apitest.New(t, st, func(su *apitest.Setup) {
-		su.Host = pluginstest.Host(t, st, plugins.Config{PoolSize: 2})
-		su.API.Nodes = nodes.Config{Heartbeat: 5 * time.Second, DeadAfter: time.Minute}
-	})
-	if _, err := s.Barclamps.Install(context.Background(), wasm, barclamp.SourceInstalled); err != nil {
-		t.Fatal(err)
-	}
+	s := barclampServer(t, st, "plugins/testdata/scriptjig", barclamp.SourceInstalled,
+		nodes.Config{Heartbeat: 5 * time.Second, DeadAfter: time.Minute})
 	s.Must(200, "PUT", "/api/v2/deployments/system/barclamps/scriptjig", "")
 	return s
 }

@@ -33,13 +33,21 @@ import (
 // from source) and agents joined to it.
 func zeroOSServer(t *testing.T, st *store.Store) *apitest.Server {
 	t.Helper()
+	return barclampServer(t, st, "barclamps/zero-os", barclamp.SourceEmbedded,
+		nodes.Config{Heartbeat: 250 * time.Millisecond, DeadAfter: time.Second})
+}
+
+// barclampServer is a server for agents (tuned by nc) with the barclamp
+// at dir (compiled from source) installed from source.
+func barclampServer(t *testing.T, st *store.Store, dir, source string, nc nodes.Config) *apitest.Server {
+	t.Helper()
 	agenttest.Require(t)
-	wasm := pluginstest.Build(t, "barclamps/zero-os")
+	wasm := pluginstest.Build(t, dir)
 	s := apitest.New(t, st, func(su *apitest.Setup) {
 		su.Host = pluginstest.Host(t, st, plugins.Config{PoolSize: 2})
-		su.API.Nodes = nodes.Config{Heartbeat: 250 * time.Millisecond, DeadAfter: time.Second}
+		su.API.Nodes = nc
 	})
-	if _, err := s.Barclamps.Install(context.Background(), wasm, barclamp.SourceEmbedded); err != nil {
+	if _, err := s.Barclamps.Install(context.Background(), wasm, source); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -37,12 +37,18 @@ func filePath(r *sdk.Request) (string, *sdk.Response) {
 	return p, nil
 }
 
-func download(r *sdk.Request) *sdk.Response {
+// fileTarget is the running container a file route acts in and the path.
+func fileTarget(r *sdk.Request) (sdk.NodeRef, string, *sdk.Response) {
 	ref, fail := inside(r)
 	if fail != nil {
-		return fail
+		return sdk.NodeRef{}, "", fail
 	}
 	path, fail := filePath(r)
+	return ref, path, fail
+}
+
+func download(r *sdk.Request) *sdk.Response {
+	ref, path, fail := fileTarget(r)
 	if fail != nil {
 		return fail
 	}
@@ -102,11 +108,7 @@ func uploaded(r *sdk.Request) ([]byte, *sdk.Response) {
 }
 
 func upload(r *sdk.Request) *sdk.Response {
-	ref, fail := inside(r)
-	if fail != nil {
-		return fail
-	}
-	path, fail := filePath(r)
+	ref, path, fail := fileTarget(r)
 	if fail != nil {
 		return fail
 	}
@@ -133,11 +135,7 @@ func upload(r *sdk.Request) *sdk.Response {
 }
 
 func deleteFile(r *sdk.Request) *sdk.Response {
-	ref, fail := inside(r)
-	if fail != nil {
-		return fail
-	}
-	path, fail := filePath(r)
+	ref, path, fail := fileTarget(r)
 	if fail != nil {
 		return fail
 	}

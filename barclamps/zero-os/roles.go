@@ -143,15 +143,7 @@ func (spec *containerSpec) definition() Container {
 // containerTodo makes the container the attribs describe exist and run on
 // the node: idempotent by name; a changed description replaces it.
 func containerTodo(ev *sdk.Event) *sdk.Result {
-	n, err := eventNode(ev)
-	if err != nil {
-		return sdk.Failed("%v", err)
-	}
-	spec, err := specOf(ev)
-	if err != nil {
-		return sdk.Failed("%v", err)
-	}
-	zid, err := zeroOSID(n.ID)
+	n, spec, zid, err := containerTarget(ev)
 	if err != nil {
 		return sdk.Failed("%v", err)
 	}
@@ -205,15 +197,7 @@ func (c Container) without() Container {
 // containerDelete terminates the container of an unbound node-role and
 // forgets it.
 func containerDelete(ev *sdk.Event) *sdk.Result {
-	n, err := eventNode(ev)
-	if err != nil {
-		return sdk.Failed("%v", err)
-	}
-	spec, err := specOf(ev)
-	if err != nil {
-		return sdk.Failed("%v", err)
-	}
-	zid, err := zeroOSID(n.ID)
+	n, spec, zid, err := containerTarget(ev)
 	if err != nil {
 		return sdk.Failed("%v", err)
 	}
@@ -228,6 +212,21 @@ func containerDelete(ev *sdk.Event) *sdk.Result {
 		return sdk.Failed("forget container %s: %v", spec.Name, err)
 	}
 	return sdk.Active(nil, fmt.Sprintf("container %s terminated on %s", spec.Name, n.Name))
+}
+
+// containerTarget is what a container hook acts on: the node, the
+// container its attribs describe and the node's Zero-OS id.
+func containerTarget(ev *sdk.Event) (*hookNode, *containerSpec, string, error) {
+	n, err := eventNode(ev)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	spec, err := specOf(ev)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	zid, err := zeroOSID(n.ID)
+	return n, spec, zid, err
 }
 
 // zeroOSID is the Zero-OS id of node id (its discovery data's).
