@@ -1,7 +1,6 @@
 package nodetest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,8 +22,6 @@ import (
 	"github.com/crowbar-go/crowbar/core/core0"
 	"github.com/crowbar-go/crowbar/core/nodes"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
-	"github.com/crowbar-go/crowbar/plugins"
-	"github.com/crowbar-go/crowbar/plugins/pluginstest"
 )
 
 // benchAgent is a joined agent (TLS on) and the server's client for it.
@@ -206,14 +203,7 @@ func rss(pid int) int64 {
 func BenchmarkZeroOSMem(b *testing.B) {
 	agenttest.Require(b)
 	st := storetest.Open(b, filepath.Join(b.TempDir(), "crowbar.db"))
-	wasm := pluginstest.Build(b, "barclamps/zero-os")
-	s := apitest.New(b, st, func(su *apitest.Setup) {
-		su.Host = pluginstest.Host(b, st, plugins.Config{PoolSize: 4})
-		su.API.Nodes = nodes.Config{Heartbeat: 5 * time.Second, DeadAfter: time.Minute}
-	})
-	if _, err := s.Barclamps.Install(context.Background(), wasm, barclamp.SourceEmbedded); err != nil {
-		b.Fatal(err)
-	}
+	s := barclampServer(b, st, "barclamps/zero-os", barclamp.SourceEmbedded, 4, nodes.Config{Heartbeat: 5 * time.Second, DeadAfter: time.Minute})
 	s.StartAgent(func(c *agent.Config) { c.MAC = "52:54:00:12:34:56"; c.Heartbeat = 5 * time.Second })
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
 	url := s.URL + "/zero-os/v2/nodes/525400123456/mem"
@@ -242,14 +232,7 @@ func BenchmarkZeroOSContainerConverge100(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		st := storetest.Open(b, filepath.Join(b.TempDir(), "crowbar.db"))
-		wasm := pluginstest.Build(b, "barclamps/zero-os")
-		s := apitest.New(b, st, func(su *apitest.Setup) {
-			su.Host = pluginstest.Host(b, st, plugins.Config{PoolSize: 4})
-			su.API.Nodes = nodes.Config{Heartbeat: 5 * time.Second, DeadAfter: time.Minute}
-		})
-		if _, err := s.Barclamps.Install(context.Background(), wasm, barclamp.SourceEmbedded); err != nil {
-			b.Fatal(err)
-		}
+		s := barclampServer(b, st, "barclamps/zero-os", barclamp.SourceEmbedded, 4, nodes.Config{Heartbeat: 5 * time.Second, DeadAfter: time.Minute})
 		s.Must(200, "PUT", "/api/v2/deployments/system/barclamps/zero-os", "")
 		var agents []*apitest.Agent
 		for j := 0; j < 100; j++ {
@@ -271,13 +254,7 @@ func BenchmarkZeroOSContainerConverge100(b *testing.B) {
 		b.ReportMetric(time.Since(start).Seconds(), "s/100-containers")
 		b.StopTimer()
 		for _, ag := range agents {
-			c := s.AgentClient(ag)
-			var list map[string]any
-			if c.JSON(context.Background(), "corex.list", struct{}{}, &list) == nil {
-				for id := range list {
-					c.JSON(context.Background(), "corex.terminate", map[string]any{"container": json.Number(id)}, nil) //nolint:errcheck
-				}
-			}
+			terminateContainers(s.AgentClient(ag))
 		}
 	}
 }

@@ -67,16 +67,19 @@ func containerServer(t *testing.T) (*apitest.Server, *apitest.Agent, *core0.Clie
 	s := server(t, st)
 	ag := s.StartAgent()
 	c := s.AgentClient(ag)
-	t.Cleanup(func() {
-		// Containers outlive their agent by design: end this test's.
-		var list map[string]any
-		if c.JSON(context.Background(), "corex.list", struct{}{}, &list) == nil {
-			for id := range list {
-				c.JSON(context.Background(), "corex.terminate", map[string]any{"container": json.Number(id)}, nil) //nolint:errcheck
-			}
-		}
-	})
+	t.Cleanup(func() { terminateContainers(c) })
 	return s, ag, c
+}
+
+// terminateContainers ends every container of c's agent: containers
+// outlive their agent by design, so tests end theirs.
+func terminateContainers(c *core0.Client) {
+	var list map[string]any
+	if c.JSON(context.Background(), "corex.list", struct{}{}, &list) == nil {
+		for id := range list {
+			c.JSON(context.Background(), "corex.terminate", map[string]any{"container": json.Number(id)}, nil) //nolint:errcheck
+		}
+	}
 }
 
 // inContainer runs a command in container id through corex.dispatch and

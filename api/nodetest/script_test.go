@@ -22,7 +22,7 @@ import (
 // the system deployment; agents heartbeat slowly (there are many).
 func scriptServer(t *testing.T, st *store.Store) *apitest.Server {
 	t.Helper()
-	s := barclampServer(t, st, "plugins/testdata/scriptjig", barclamp.SourceInstalled,
+	s := barclampServer(t, st, "plugins/testdata/scriptjig", barclamp.SourceInstalled, 2,
 		nodes.Config{Heartbeat: 5 * time.Second, DeadAfter: time.Minute})
 	s.Must(200, "PUT", "/api/v2/deployments/system/barclamps/scriptjig", "")
 	return s

@@ -1,7 +1,6 @@
 package nodetest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -52,13 +51,7 @@ func TestZeroOSContainerRole(t *testing.T) {
 		}
 		t.Cleanup(func() {
 			for _, ag := range agents {
-				c := s.AgentClient(ag)
-				var list map[string]any
-				if c.JSON(context.Background(), "corex.list", struct{}{}, &list) == nil {
-					for id := range list {
-						c.JSON(context.Background(), "corex.terminate", map[string]any{"container": json.Number(id)}, nil) //nolint:errcheck
-					}
-				}
+				terminateContainers(s.AgentClient(ag))
 			}
 		})
 		s.Must(201, "POST", "/api/v2/deployments", `{"name": "zos"}`)

@@ -33,18 +33,18 @@ import (
 // from source) and agents joined to it.
 func zeroOSServer(t *testing.T, st *store.Store) *apitest.Server {
 	t.Helper()
-	return barclampServer(t, st, "barclamps/zero-os", barclamp.SourceEmbedded,
+	return barclampServer(t, st, "barclamps/zero-os", barclamp.SourceEmbedded, 2,
 		nodes.Config{Heartbeat: 250 * time.Millisecond, DeadAfter: time.Second})
 }
 
 // barclampServer is a server for agents (tuned by nc) with the barclamp
-// at dir (compiled from source) installed from source.
-func barclampServer(t *testing.T, st *store.Store, dir, source string, nc nodes.Config) *apitest.Server {
+// at dir compiled from source and installed (pool instances of it).
+func barclampServer(t testing.TB, st *store.Store, dir, source string, pool int, nc nodes.Config) *apitest.Server {
 	t.Helper()
 	agenttest.Require(t)
 	wasm := pluginstest.Build(t, dir)
 	s := apitest.New(t, st, func(su *apitest.Setup) {
-		su.Host = pluginstest.Host(t, st, plugins.Config{PoolSize: 2})
+		su.Host = pluginstest.Host(t, st, plugins.Config{PoolSize: pool})
 		su.API.Nodes = nc
 	})
 	if _, err := s.Barclamps.Install(context.Background(), wasm, source); err != nil {
@@ -186,14 +186,7 @@ func testZeroOSContainers(t *testing.T, st *store.Store) {
 	s := zeroOSServer(t, st)
 	ag := s.StartAgent(func(c *agent.Config) { c.MAC = "52:54:00:12:34:56" })
 	c := s.AgentClient(ag)
-	t.Cleanup(func() {
-		var list map[string]any
-		if c.JSON(context.Background(), "corex.list", struct{}{}, &list) == nil {
-			for id := range list {
-				c.JSON(context.Background(), "corex.terminate", map[string]any{"container": json.Number(id)}, nil) //nolint:errcheck
-			}
-		}
-	})
+	t.Cleanup(func() { terminateContainers(c) })
 	root := busyboxRoot(t)
 	bearer := []string{"Authorization", "Bearer " + s.Token}
 	base := "/zero-os/v2/nodes/525400123456/containers"
@@ -363,14 +356,7 @@ func TestZeroOSOrchestratorPythonClient(t *testing.T) {
 	s := zeroOSServer(t, st)
 	ag := s.StartAgent(func(c *agent.Config) { c.MAC = "52:54:00:12:34:56" })
 	c := s.AgentClient(ag)
-	t.Cleanup(func() {
-		var list map[string]any
-		if c.JSON(context.Background(), "corex.list", struct{}{}, &list) == nil {
-			for id := range list {
-				c.JSON(context.Background(), "corex.terminate", map[string]any{"container": json.Number(id)}, nil) //nolint:errcheck
-			}
-		}
-	})
+	t.Cleanup(func() { terminateContainers(c) })
 	script := filepath.Join(filepath.Dir(pythonScript()), "orchestrator_client.py")
 	out, err := exec.Command(python, script, s.URL+"/zero-os/v2", s.Token, "525400123456", busyboxRoot(t)).CombinedOutput()
 	t.Logf("%s", out)
