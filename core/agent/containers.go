@@ -76,6 +76,11 @@ type container struct {
 	proxies []*proxy
 	exited  chan struct{}
 	leases  []nicLease // DHCP leases to renew
+	// files serializes writing the record with removing the directory;
+	// removed (under files) makes later writes no-ops, so a record saved
+	// as the init dies cannot recreate the directory destroy removed.
+	files   sync.Mutex
+	removed bool
 }
 
 type nicLease struct {
@@ -307,6 +312,11 @@ func (cs *containers) save(c *container) error {
 	if err != nil {
 		return err
 	}
+	c.files.Lock()
+	defer c.files.Unlock()
+	if c.removed {
+		return nil
+	}
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return err
 	}
@@ -315,6 +325,15 @@ func (cs *containers) save(c *container) error {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(c.Dir, "container.json"))
+}
+
+// removeDir removes the container's directory for good: a record saved
+// afterwards (as its init's death is noticed) is not written.
+func (c *container) removeDir() error {
+	c.files.Lock()
+	defer c.files.Unlock()
+	c.removed = true
+	return os.RemoveAll(c.Dir)
 }
 
 // destroy kills a container's processes and removes everything it had:
@@ -340,7 +359,7 @@ func (cs *containers) destroy(c *container) {
 		c.client.Close() //nolint:errcheck
 	}
 	cs.net.unwire(c)
-	if err := os.RemoveAll(c.Dir); err != nil {
+	if err := c.removeDir(); err != nil {
 		cs.a.log.Error("remove container directory", "container", c.ID, "error", err)
 	}
 	cs.mu.Lock()
