@@ -101,6 +101,12 @@ type containers struct {
 	mu   sync.Mutex
 	m    map[int]*container
 	busy map[string]bool // names being created
+
+	// adopted is closed once adopt has taken over or cleaned up what an
+	// earlier agent left: the agent answers before that (pings, jobs), but
+	// container commands wait, so none sees a dead container still listed
+	// or misses a live one.
+	adopted chan struct{}
 }
 
 func newContainers(a *Agent) (*containers, error) {
@@ -122,7 +128,7 @@ func newContainers(a *Agent) (*containers, error) {
 	h := fnv.New32a()
 	h.Write([]byte(a.cfg.StateDir)) //nolint:errcheck
 	n.tag = fmt.Sprintf("%04x", h.Sum32()&0xffff)
-	return &containers{a: a, dir: dir, roots: &roots{dir: rdir}, net: n, m: map[int]*container{}, busy: map[string]bool{}}, nil
+	return &containers{a: a, dir: dir, roots: &roots{dir: rdir}, net: n, m: map[int]*container{}, busy: map[string]bool{}, adopted: make(chan struct{})}, nil
 }
 
 var containerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
@@ -370,6 +376,7 @@ func (cs *containers) destroy(c *container) {
 // adopt finds the containers an earlier agent left: running ones are
 // taken over (their forwards restarted), dead ones cleaned up.
 func (cs *containers) adopt() {
+	defer close(cs.adopted)
 	entries, err := os.ReadDir(cs.dir)
 	if err != nil {
 		return

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sort"
 	"strconv"
 
@@ -13,7 +14,12 @@ import (
 
 func (j *job) containers() (*containers, error) {
 	if cs := j.a().containers; cs != nil {
-		return cs, nil
+		select {
+		case <-cs.adopted:
+			return cs, nil
+		case <-j.a().ctx.Done():
+			return nil, errors.New("the agent is stopping")
+		}
 	}
 	return nil, badRequest("%s: containers cannot be made inside a container", j.cmd.Command)
 }
