@@ -9,7 +9,7 @@ PKGS    := ./...
 BARCLAMPS := $(patsubst barclamps/%/,%,$(sort $(dir $(wildcard barclamps/*/main.go))))
 WASM      := $(patsubst %,barclamps/dist/%.wasm,$(BARCLAMPS))
 
-.PHONY: all build barclamps run test test-tools vet fmt-check bench clean
+.PHONY: all build barclamps run test test-tools vet fmt-check bench clean agent discovery-image e2e e2e-tools fuzz
 
 all: build
 
@@ -27,9 +27,57 @@ build: barclamps
 run: build
 	./$(BIN) server --data-dir $(DATA)
 
-## test: vet, format check and the whole suite (PostgreSQL half when CROWBAR_TEST_POSTGRES is set)
-test: barclamps test-tools vet fmt-check
-	$(GO) test $(RACE) -count=1 $(PKGS)
+## agent: the agent alone (crowbar agent, no server or barclamps), static, for the discovery image
+agent:
+	CGO_ENABLED=0 $(GO) build -tags agentonly -ldflags="-s -w" -o bin/crowbar-agent ./cmd/crowbar
+
+## discovery-image: sledgehammer, the discovery image (Debian's kernel, busybox, the agent) in
+## $(FILES)/sledgehammer/{vmlinuz0,initrd0.img}; serve it with crowbar server --files-dir $(FILES)
+FILES ?= bin/files
+discovery-image: agent e2e-tools
+	$(GO) run ./cmd/discovery-image --agent bin/crowbar-agent --out $(FILES)
+
+## e2e: a qemu VM PXE-boots from crowbar into the discovery image, joins and converges,
+## inside a network namespace the test makes (root); figures in the test's log
+e2e: build discovery-image
+	CROWBAR_E2E=1 $(GO) test -count=1 -v -timeout 15m -run . ./api/e2etest
+
+## e2e-tools: what the discovery image and the end-to-end test need, installed when missing:
+## qemu-system-x86 and ipxe-qemu (the VM and its PXE ROM), ipxe (undionly.kpxe and ipxe.efi for
+## TFTP), busybox-static (the image's userland); apt-get update so the kernel package can be fetched
+e2e-tools:
+	@missing=""; \
+	[ -x /usr/bin/qemu-system-x86_64 ] || missing="$$missing qemu-system-x86"; \
+	[ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || missing="$$missing ipxe-qemu"; \
+	[ -f /usr/lib/ipxe/undionly.kpxe ] || missing="$$missing ipxe"; \
+	[ -x /bin/busybox ] || missing="$$missing busybox-static"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (make e2e-tools in the Makefile says why)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	elif [ -z "$$(apt-cache depends linux-image-amd64 2>/dev/null | grep Depends)" ]; then \
+		$(SUDO) apt-get update -qq; \
+	fi
+
+## test: vet, format check and the whole suite (PostgreSQL half when CROWBAR_TEST_POSTGRES is set).
+## The test packages share one compilation cache; filling it first with the plain binary spares
+## every package compiling the same changed barclamps with the race detector's instrumented
+## compiler at once (minutes on 2 cores). Test binaries lack wazero's version in their build info
+## and would file the cache under "dev": the linker flag gives them the binary's.
+WAZERO    = $(shell $(GO) list -m -f '{{.Version}}' github.com/tetratelabs/wazero)
+TESTFLAGS = -ldflags=-X=github.com/tetratelabs/wazero/internal/version.version=$(WAZERO)
+test: build test-tools vet fmt-check
+	./$(BIN) barclamp precompile --wasm-cache $${TMPDIR:-/tmp}/crowbar-test-wasm-cache
+	$(GO) test $(RACE) $(TESTFLAGS) -count=1 $(PKGS)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
+## fuzz: each fuzz target for $(FUZZTIME) (make test runs 3 s each; corpora in testdata/fuzz)
+FUZZTIME ?= 2m
+FUZZ     := core/model:FuzzValidFQDN core/model:FuzzValidName core/auth:FuzzParseDigest core/boot:FuzzDHCPHandle api:FuzzNodeBodies
+fuzz:
+	@for t in $(FUZZ); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*} || exit 1; \
+	done
 
 ## test-tools: system tools the tests use, installed when missing: dnsmasq and debconf (generated files),
 ## python3-redis and python3-yaml (the Zero-OS Python client's calls against the agent), python3-requests
@@ -52,6 +100,7 @@ test-tools:
 ## vet: the host packages, then the guest side (SDK with its examples, barclamps, test guests) as wasip1
 vet:
 	$(GO) vet $(PKGS)
+	CGO_ENABLED=0 $(GO) build -tags agentonly -o /dev/null ./cmd/crowbar
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/ ./barclamps/... ./examples/... ./plugins/testdata/echo ./plugins/testdata/faulty ./plugins/testdata/graph ./plugins/testdata/chain ./plugins/testdata/scriptjig
 
 fmt-check:

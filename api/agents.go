@@ -3,17 +3,21 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/agent"
+	"github.com/crowbar-go/crowbar/core/anneal"
 	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/core0"
 	"github.com/crowbar-go/crowbar/core/model"
 	"github.com/crowbar-go/crowbar/core/nodes"
 	"github.com/gorilla/mux"
+	"gorm.io/gorm"
 )
 
 // Agents authenticate the two routes they call with their own credentials:
@@ -211,4 +215,50 @@ func (s *Server) nodeAgent(w http.ResponseWriter, r *http.Request) {
 // may (plugins.NodeCommander).
 func (s *Server) NodeCommand(ctx context.Context, origin nodes.Origin, call nodes.Call) (*core0.Result, error) {
 	return s.nodes.Command(ctx, s.transport, origin, call)
+}
+
+// bindDiscovery binds the roles flagged discovery (crowbar-managed-node)
+// to a node an agent's join created, in its deployment where their
+// barclamp is enabled, and commits them: a machine is managed from the
+// moment it is discovered, as OpenCrowbar's sledgehammer made it.
+func (s *Server) bindDiscovery(n *model.Node) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var bound []string
+	err := s.change(ctx, func(tx *gorm.DB, ch *anneal.Changes) error {
+		bound = bound[:0]
+		var roles []model.Role
+		if err := tx.Where("discovery = ?", true).Order("id").Find(&roles).Error; err != nil {
+			return err
+		}
+		for _, r := range roles {
+			var have int64
+			if err := tx.Model(&model.NodeRole{}).Where("node_id = ? AND role_id = ?", n.ID, r.ID).Count(&have).Error; err != nil {
+				return err
+			}
+			if have > 0 {
+				continue
+			}
+			if ok, err := barclamp.IsEnabled(ctx, tx, n.DeploymentID, r.BarclampID); err != nil {
+				return err
+			} else if !ok {
+				continue
+			}
+			if _, err := anneal.Bind(ctx, tx, n.ID, r.ID, 0, ch); err != nil {
+				return fmt.Errorf("bind %s: %w", r.Name, err)
+			}
+			bound = append(bound, r.Name)
+		}
+		if len(bound) == 0 {
+			return nil
+		}
+		return anneal.CommitNode(tx, n, ch)
+	})
+	if err != nil {
+		s.log.Error("a discovered node's discovery roles could not be bound; bind them by hand", "node", n.Name, "error", err)
+		return
+	}
+	if len(bound) > 0 {
+		s.log.Info("discovered node: discovery roles bound and committed", "node", n.Name, "roles", bound)
+	}
 }

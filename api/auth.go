@@ -1,7 +1,9 @@
 package api
 
 import (
+	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +37,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		// In-process calls from barclamps carry their identity already; an
 		// HTTP client cannot set a context value.
 		if c := auth.CallerFrom(r.Context()); c != nil && c.Scheme == "internal" {
+			noteCaller(r.Context(), c)
 			if err := permits(c, r); err != nil {
 				s.authFailed(w, r, err)
 				return
@@ -42,8 +45,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		caller, err := s.auth.Authenticate(r.Context(), r.Method, r.RequestURI, r.Header.Get("Authorization"))
+		caller, err := s.signIn(r)
+		var th *auth.Throttled
+		if errors.As(err, &th) {
+			s.throttled(w, r, err)
+			return
+		}
 		if err == nil {
+			noteCaller(r.Context(), caller)
 			err = permits(caller, r)
 		}
 		if err != nil {
@@ -52,6 +61,27 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(auth.WithCaller(r.Context(), caller)))
 	})
+}
+
+// signIn authenticates r's credentials under sign-in throttling: a
+// *auth.Throttled while its user or address waits, else what
+// Authenticate says, counted.
+func (s *Server) signIn(r *http.Request) (*auth.Caller, error) {
+	header := r.Header.Get("Authorization")
+	var subjects []string
+	if header != "" {
+		subjects = auth.Subjects(r.RemoteAddr, auth.DigestUsername(header))
+		if err := s.auth.CheckThrottle(r.Context(), subjects); err != nil {
+			return nil, err
+		}
+	}
+	caller, err := s.auth.Authenticate(r.Context(), r.Method, r.RequestURI, header)
+	if err != nil {
+		s.auth.SignInFailed(r.Context(), subjects, err)
+	} else if subjects != nil {
+		s.auth.SignInSucceeded(r.Context(), subjects)
+	}
+	return caller, err
 }
 
 // permits applies the caller's role. Minting a token for oneself is open to
@@ -63,13 +93,34 @@ func permits(c *auth.Caller, r *http.Request) error {
 	}
 	if p == "/api/v2/join_tokens" || strings.HasPrefix(p, "/api/v2/join_tokens/") {
 		// A join token makes nodes whose agents run commands as root.
-		if c.Role != auth.RoleAdmin {
-			return &auth.Error{Kind: auth.Forbidden, User: c.Username,
-				Message: "user \"" + c.Username + "\" (role " + string(c.Role) + ") may not manage join tokens: that needs the admin role"}
-		}
-		return nil
+		return adminOnly(c, "manage join tokens")
+	}
+	if p == "/api/v2/audit" {
+		return adminOnly(c, "read the audit log")
 	}
 	return auth.Permits(c, r.Method, p == "/api/v2/users" || strings.HasPrefix(p, "/api/v2/users/"))
+}
+
+// throttled answers 429 with Retry-After: the caller's user or address
+// waits after failed sign-ins.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request, err error) {
+	var t *auth.Throttled
+	if !errors.As(err, &t) {
+		writeError(w, r, "", err)
+		return
+	}
+	secs := int((t.RetryAfter + time.Second - 1) / time.Second)
+	loggerFrom(r).Warn("sign-in throttled", "remote", r.RemoteAddr, "subject", t.Subject, "retry_after_s", secs)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, r, "", statusError(http.StatusTooManyRequests, t.Error()))
+}
+
+func adminOnly(c *auth.Caller, what string) error {
+	if c.Role != auth.RoleAdmin {
+		return &auth.Error{Kind: auth.Forbidden, User: c.Username,
+			Message: "user \"" + c.Username + "\" (role " + string(c.Role) + ") may not " + what + ": that needs the admin role"}
+	}
+	return nil
 }
 
 // authFailed logs the failure (who and from where, never the secret) and

@@ -342,3 +342,72 @@ func TestHealthNeedsNoCredentials(t *testing.T) {
 	s.Must(http.StatusUnauthorized, "GET", "/api/v2/nodes", "", "Authorization", "")
 	s.Must(http.StatusUnauthorized, "GET", "/api/v2/nodes", "", "Authorization", "Basic YWRtaW46YWRtaW4=")
 }
+
+// TestSignInThrottledWithRealCurl: 30 wrong digest passwords in a row
+// from one address get the free failures answered 401, then 429 with
+// Retry-After without their credentials even being checked; the victim
+// waits wherever it signs in from, and so does anyone from the guessing
+// address, but nobody else; after the wait a right password gets in and
+// resets the count.
+func TestSignInThrottledWithRealCurl(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		s := apitest.New(t, st)
+		s.AddUser("victim", "victim-password", auth.RoleOperator, true)
+		s.AddUser("other", "other-password", auth.RoleOperator, true)
+		nodes := s.URL + "/api/v2/nodes"
+		from := func(addr, user, pass string) (int, string, string) {
+			return curl(t, "--interface", addr, "--digest", "-u", user+":"+pass, nodes)
+		}
+		var codes []int
+		var lastBody, lastTrace string
+		for i := 0; i < 30; i++ {
+			code, body, trace := from("127.0.0.2", "victim", fmt.Sprintf("guess-%d", i))
+			codes = append(codes, code)
+			lastBody, lastTrace = body, trace
+		}
+		want := append(repeat(401, 6), repeat(429, 24)...)
+		if fmt.Sprint(codes) != fmt.Sprint(want) {
+			t.Fatalf("30 wrong passwords: %v, want %v", codes, want)
+		}
+		if !strings.Contains(lastBody, `"message":"too many failed sign-ins for`) || !regexp.MustCompile(`(?i)< Retry-After: [12]\r?\n`).MatchString(lastTrace) {
+			t.Errorf("a throttled answer: %s\n%s", lastBody, lastTrace)
+		}
+		for _, c := range []struct {
+			addr, user, pass string
+			want             int
+		}{
+			{"127.0.0.3", "victim", "victim-password", 429}, // the victim waits wherever it signs in from
+			{"127.0.0.2", "other", "other-password", 429},   // so does anyone from the guessing address
+			{"127.0.0.3", "other", "other-password", 200},   // nobody else
+		} {
+			if code, body, _ := from(c.addr, c.user, c.pass); code != c.want {
+				t.Errorf("%s from %s: %d %s, want %d", c.user, c.addr, code, body, c.want)
+			}
+		}
+		// After the wait (1 s after the 6th failure) the right password
+		// gets in and starts the count again.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, _, _ := from("127.0.0.3", "victim", "victim-password")
+			if code == 200 {
+				break
+			}
+			if code != 429 || time.Now().After(deadline) {
+				t.Fatalf("after the wait the victim's right password: %d", code)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		if code, _, _ := from("127.0.0.3", "victim", "wrong"); code != 401 {
+			t.Errorf("the first wrong password after a success: %d, want 401", code)
+		}
+	})
+}
+
+func repeat(v, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}

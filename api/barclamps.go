@@ -188,6 +188,7 @@ func (s *Server) serveBarclamp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, "", statusError(status, msg))
 		return
 	}
+	setRoute(r, "/"+name+"/v2"+m.spec.Path)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		writeError(w, r, "", err)

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"time"
 
+	"github.com/crowbar-go/crowbar/core/metrics"
+	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -79,15 +82,43 @@ func accessLog(log hclog.Logger) func(http.Handler) http.Handler {
 			rl := log.With("request_id", id)
 			ctx := context.WithValue(r.Context(), loggerKey, rl)
 			ctx = context.WithValue(ctx, requestIDKey, id)
+			route := "unmatched"
+			ctx = context.WithValue(ctx, routeTemplateKey{}, &route)
 			rec := &statusRecorder{ResponseWriter: w}
 			next.ServeHTTP(rec, r.WithContext(ctx))
 			if rec.status == 0 {
 				rec.status = http.StatusOK
 			}
+			metrics.HTTPRequests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+			metrics.Since(metrics.HTTPDuration.WithLabelValues(route, r.Method), start)
 			rl.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 				"bytes", rec.bytes, "took", time.Since(start), "remote", r.RemoteAddr)
 		})
 	}
+}
+
+// routeTemplateKey holds, in a request's context, where the router puts the
+// template of the route it matched (the metrics' label).
+type routeTemplateKey struct{}
+
+// setRoute records the route a request matched.
+func setRoute(r *http.Request, template string) {
+	if p, ok := r.Context().Value(routeTemplateKey{}).(*string); ok {
+		*p = template
+	}
+}
+
+// routeTemplates is the router's middleware that records matched routes'
+// templates.
+func routeTemplates(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cur := mux.CurrentRoute(r); cur != nil {
+			if t, err := cur.GetPathTemplate(); err == nil {
+				setRoute(r, t)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // recoverer turns a handler panic into a logged 500 instead of a dropped

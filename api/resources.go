@@ -108,6 +108,7 @@ func (s *Server) mountV2(r prefixed) {
 	s.mountLifecycle(r)
 	s.mountAgents(r)
 	r.HandleFunc("/tokens", s.createToken).Methods(http.MethodPost)
+	r.HandleFunc("/audit", s.listAudit).Methods(http.MethodGet)
 	r.HandleFunc("/barclamps", s.installBarclamp).Methods(http.MethodPost)
 	r.HandleFunc("/barclamps/{id}", s.removeBarclamp).Methods(http.MethodDelete)
 	r.HandleFunc("/deployments/{id}/barclamps", s.deploymentBarclamps).Methods(http.MethodGet)

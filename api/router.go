@@ -55,6 +55,7 @@ type Server struct {
 	hooks     *anneal.Hooks
 	nodes     *nodes.Service
 	transport *nodes.Transport
+	auditLog  *auditWriter
 	advertise string
 }
 
@@ -109,13 +110,13 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 		panic("api: Config.Barclamps is required")
 	}
 	s := &Server{store: cfg.Store, auth: cfg.Auth, barclamps: cfg.Barclamps, log: cfg.Logger, advertise: strings.TrimSuffix(cfg.Advertise, "/"),
-		bridge: &bridge{routers: map[string]*bridgeRouter{}}}
+		bridge: &bridge{routers: map[string]*bridgeRouter{}}, auditLog: &auditWriter{db: cfg.Store.DB}}
 	s.bus = anneal.NewBus()
 	ac := cfg.Anneal
 	ac.Bus, ac.Logger, ac.Postgres = s.bus, cfg.Logger, cfg.Store.Dialect == store.Postgres
 	nc := cfg.Nodes
 	nc.Logger = cfg.Logger.Named("nodes")
-	nc.NodeCreated = func(n *model.Node) { s.hooks.Node("on_node_create", n) }
+	nc.NodeCreated = func(n *model.Node) { s.bindDiscovery(n); s.hooks.Node("on_node_create", n) }
 	nc.NodeChanged = func(*model.Node) { s.annealer.Kick() }
 	s.nodes = nodes.New(cfg.Store, cfg.Auth, nc)
 	s.transport = nodes.NewTransport(s.nodes)
@@ -126,6 +127,7 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	s.res = s.newResources(cfg.Store)
 
 	r := mux.NewRouter()
+	r.Use(routeTemplates)
 	jsonErrors(r)
 	r.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/ready", s.ready).Methods(http.MethodGet, http.MethodHead)
@@ -151,7 +153,7 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 		return cfg.MaxBody
 	}
 	// Wrapped outside the router so unmatched routes are logged and limited too.
-	s.handler = accessLog(cfg.Logger)(recoverer(s.authenticate(limitBody(limit)(r))))
+	s.handler = accessLog(cfg.Logger)(recoverer(s.audit(s.authenticate(limitBody(limit)(r)))))
 	return s.handler, r, s
 }
 

@@ -3,6 +3,7 @@
 package barclamps_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,8 +11,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crowbar-go/crowbar/api/apitest"
+	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
 )
@@ -265,12 +268,33 @@ func TestProvisionerRoutes(t *testing.T) {
 			{400, `{"next_server": `}, {400, `{"colour": "red"}`}, {400, `{"access_keys": "ssh-rsa AAAA"}`},
 			{422, `{"next_server": "tftp.example.com"}`}, {422, `{"boot_file": "a,b"}`}, {422, `{"files_url": "ftp://x"}`},
 			{422, `{"access_keys": ["not a key"]}`}, {422, `{"access_keys": ["ssh-rsa AAAA it's"]}`},
+			{422, `{"boot_file_efi": ""}`}, {422, `{"join_token": "hunter2"}`}, {422, `{"lease_seconds": 5}`},
+			{400, `{"lease_seconds": "1h"}`},
 		} {
 			s.Must(c.code, "PUT", "/provisioner/v2/settings", c.body)
 		}
-		if got := s.Must(200, "GET", "/provisioner/v2/settings", "").Object(t); got["boot_file"] != "undionly.kpxe" || got["next_server"] != "" {
+		if got := s.Must(200, "GET", "/provisioner/v2/settings", "").Object(t); got["boot_file"] != "undionly.kpxe" || got["next_server"] != "" ||
+			got["boot_file_efi"] != "ipxe.efi" || got["join_token"] != "" || got["lease_seconds"] != 3600.0 {
 			t.Fatalf("bad settings were stored: %v", got)
 		}
+
+		// The discovery image joins with the join token in its settings,
+		// put on its kernel command line; readers never see the token.
+		join := s.JoinToken(time.Hour)
+		s.Must(200, "PUT", "/provisioner/v2/settings", fmt.Sprintf(`{"join_token": %q}`, join))
+		if r := open(s, "GET", "/provisioner/v2/nodes/aa:bb:cc:dd:ee:ff/ipxe", ""); !strings.Contains(string(r.Body), " crowbar.token="+join+" ") {
+			t.Fatalf("discovery script without the join token: %s", r.Body)
+		}
+		if got := s.Must(200, "GET", "/provisioner/v2/settings", "").Object(t); got["join_token"] != join {
+			t.Fatalf("an admin reads the join token as %v", got["join_token"])
+		}
+		s.AddUser("reader", "reader-password", auth.RoleReader, true)
+		rt, _, _ := s.Auth.MintToken(&auth.Caller{Username: "reader", Role: auth.RoleReader}, time.Hour)
+		if got := s.Must(200, "GET", "/provisioner/v2/settings", "", "Authorization", "Bearer "+rt).Object(t); got["join_token"] == join || got["join_token"] == "" {
+			t.Fatalf("a reader reads the join token as %v", got["join_token"])
+		}
+		s.Must(403, "PUT", "/provisioner/v2/settings", `{"join_token": ""}`, "Authorization", "Bearer "+rt)
+		s.Must(200, "PUT", "/provisioner/v2/settings", `{"join_token": ""}`)
 
 		// DHCP reservations: nodes with an admin MAC and an admin address.
 		for i, mac := range []string{"52:54:00:00:00:0a", "52-54-00-00-00-0B"} {
@@ -283,6 +307,17 @@ func TestProvisionerRoutes(t *testing.T) {
 			res[0]["next_server"] != "192.168.124.10" || res[0]["boot_file"] != "undionly.kpxe" || res[1]["mac"] != "52:54:00:00:00:0b" {
 			t.Fatalf("reservations: %v", res)
 		}
+		// The plan crowbar server's own DHCP serves.
+		plan := s.Must(200, "GET", "/provisioner/v2/dhcp/config", "").Object(t)
+		pj, _ := json.Marshal(plan)
+		for _, want := range []string{`"subnet":"192.168.124.0/24"`, `"router":"192.168.124.1"`, `"pool":[{"first":"192.168.124.21","last":"192.168.124.80"}]`,
+			`{"address":"192.168.124.81","hostname":"d0","mac":"52:54:00:00:00:0a"}`, `"boot_file":"undionly.kpxe"`, `"boot_file_efi":"ipxe.efi"`,
+			`"boot_url":"` + s.URL + `/provisioner/v2/boot.ipxe"`, `"lease_seconds":3600`, `"next_server":""`} {
+			if !strings.Contains(string(pj), want) {
+				t.Errorf("dhcp/config lacks %s: %s", want, pj)
+			}
+		}
+		s.Must(401, "GET", "/provisioner/v2/dhcp/config", "", "Authorization", "")
 		s.Must(400, "GET", "/provisioner/v2/dhcp?format=xml", "")
 		s.Must(401, "GET", "/provisioner/v2/dhcp", "", "Authorization", "")
 		hosts := string(s.Must(200, "GET", "/provisioner/v2/dhcp?format=hostsfile", "").Body)

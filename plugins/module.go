@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/crowbar-go/crowbar/core/metrics"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -81,6 +82,7 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
+	metrics.WasmInstances.WithLabelValues(name).Inc()
 	in := &instance{mod: mod,
 		alloc: mod.ExportedFunction("crowbar_alloc"), free: mod.ExportedFunction("crowbar_free"),
 		http: mod.ExportedFunction("crowbar_http"), hook: mod.ExportedFunction("crowbar_hook"),
@@ -133,6 +135,7 @@ func (m *module) release(in *instance, healthy bool) {
 		}
 	}
 	in.mod.Close(context.Background()) //nolint:errcheck
+	metrics.WasmInstances.WithLabelValues(m.name).Dec()
 	<-m.slots
 }
 
@@ -155,21 +158,29 @@ func (m *module) call(ctx context.Context, what string, timeout time.Duration, p
 	ctx = context.WithValue(ctx, ctxKey{}, &callInfo{barclamp: m.name, inst: in, kind: kind})
 	start := time.Now()
 	out, err := m.invoke(ctx, in, payload, pick(in))
+	metrics.Since(metrics.WasmCallSeconds.WithLabelValues(m.name, kind), start)
+	count := func(result string) { metrics.WasmCalls.WithLabelValues(m.name, kind, result).Inc() }
 	var big *oversized
 	if errors.As(err, &big) {
 		m.release(in, true) // the instance is fine; its answer was not
+		count("error")
 		return nil, fail("answered %d bytes; at most %d are accepted", big.n, big.max)
 	}
 	if err != nil {
 		m.release(in, false)
+		metrics.WasmTraps.WithLabelValues(m.name).Inc()
 		switch {
 		case ctx.Err() != nil:
+			count("timeout")
 			return nil, fail("no answer within %s (deadline exceeded)", timeout)
 		case isExit(err):
+			count("exit")
 			return nil, fail("the module exited: %v", err)
 		}
+		count("error")
 		return nil, fail("%v", err)
 	}
+	count("ok")
 	m.release(in, true)
 	m.host.log.Trace("barclamp call", "barclamp", m.name, "call", what, "took", time.Since(start))
 	return out, nil

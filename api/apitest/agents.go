@@ -99,8 +99,10 @@ func (s *Server) RunAgent(cfg agent.Config) (*Agent, error) {
 		if zid != "" {
 			q = q.Where("zero_os_id = ?", zid)
 		}
+		// The join commits before the agent reads the answer: it is ready
+		// once it holds it.
 		err := q.Take(&na).Error
-		if err == nil {
+		if err == nil && a.Joined() {
 			var n model.Node
 			if err := s.Store.DB.Where("id = ?", na.NodeID).Take(&n).Error; err != nil {
 				return nil, err

@@ -42,6 +42,12 @@ func startHelper(t testing.TB, s *apitest.Server, hc helperConfig) (*exec.Cmd, *
 		}
 		return s.Store.DB.Where("id = ?", na.NodeID).Take(&node).Error == nil
 	})
+	// The join is committed before the agent has its answer (and the
+	// server's token key): it is ready once it answers.
+	waitFor(t, func() bool {
+		c, err := s.API.Transport().Client(context.Background(), &node)
+		return err == nil && c.Ping(context.Background()) == nil
+	})
 	return cmd, &node
 }
 

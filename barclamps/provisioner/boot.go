@@ -110,7 +110,7 @@ type adminNet struct {
 	Router     string   `json:"router"`
 	DNSServers []string `json:"dns_servers"`
 	Ranges     []struct {
-		Name, First string
+		Name, First, Last string
 	} `json:"ranges"`
 }
 
@@ -189,7 +189,7 @@ func ipxe(r *sdk.Request) *sdk.Response {
 		return sdk.Error(502, "looking up %s: %v", mac, err)
 	}
 	if n == nil || n.Bootenv == "" || n.Bootenv == "sledgehammer" {
-		return sdk.Text(200, ipxeType, discoveryScript(serverURL(r, s), filesURL(r, s)))
+		return sdk.Text(200, ipxeType, discoveryScript(serverURL(r, s), filesURL(r, s), s.JoinToken))
 	}
 	env, ok := bootenvs[n.Bootenv]
 	if !ok || env.Kind == "local" {
@@ -248,6 +248,37 @@ func answerFile(kind string) sdk.HandlerFunc {
 	}
 }
 
+// reservations are the admin addresses of nodes with admin MACs, by MAC.
+func reservations() ([]Reservation, *sdk.Response) {
+	nodes, err := allNodes()
+	if err != nil {
+		return nil, sdk.Error(502, "%v", err)
+	}
+	addrs, err := adminAddresses(0)
+	if err != nil {
+		return nil, sdk.Error(502, "%v", err)
+	}
+	out := []Reservation{}
+	seen := map[string]bool{}
+	for i := range nodes {
+		a, ok := addrs[nodes[i].ID]
+		if !ok {
+			continue
+		}
+		short, _ := splitName(nodes[i].Name)
+		for _, mac := range macs(&nodes[i]) {
+			if seen[mac] {
+				sdk.Log(sdk.LevelWarn, "two nodes claim one MAC; the first keeps the reservation", "mac", mac, "node", nodes[i].Name)
+				continue
+			}
+			seen[mac] = true
+			out = append(out, Reservation{MAC: mac, Address: a, Hostname: short, Node: nodes[i].Name})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].MAC < out[j].MAC })
+	return out, nil
+}
+
 // dhcp lists the reservations of nodes with an admin MAC and address, as
 // JSON, ?format=hostsfile (dnsmasq dhcp-hostsfile) or ?format=dnsmasq (a
 // configuration fragment).
@@ -271,33 +302,13 @@ func dhcp(r *sdk.Request) *sdk.Response {
 			}
 		}
 	}
-	nodes, err := allNodes()
-	if err != nil {
-		return sdk.Error(502, "%v", err)
+	out, fail := reservations()
+	if fail != nil {
+		return fail
 	}
-	addrs, err := adminAddresses(0)
-	if err != nil {
-		return sdk.Error(502, "%v", err)
+	for i := range out {
+		out[i].NextServer, out[i].BootFile = s.NextServer, s.BootFile
 	}
-	out := []Reservation{}
-	seen := map[string]bool{}
-	for i := range nodes {
-		a, ok := addrs[nodes[i].ID]
-		if !ok {
-			continue
-		}
-		short, _ := splitName(nodes[i].Name)
-		for _, mac := range macs(&nodes[i]) {
-			if seen[mac] {
-				sdk.Log(sdk.LevelWarn, "two nodes claim one MAC; the first keeps the reservation", "mac", mac, "node", nodes[i].Name)
-				continue
-			}
-			seen[mac] = true
-			out = append(out, Reservation{MAC: mac, Address: a, Hostname: short, Node: nodes[i].Name,
-				NextServer: s.NextServer, BootFile: s.BootFile})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].MAC < out[j].MAC })
 	switch format {
 	case "hostsfile":
 		return sdk.Text(200, "text/plain; charset=utf-8", hostsfile(out))
@@ -305,6 +316,43 @@ func dhcp(r *sdk.Request) *sdk.Response {
 		return sdk.Text(200, "text/plain; charset=utf-8", dnsmasqConf(out, s, serverURL(r, s)))
 	}
 	return sdk.JSON(200, out)
+}
+
+// dhcpConfig is everything a DHCP server needs for the admin network:
+// subnet, router, name servers, the pool for unknown machines (the admin
+// network's dhcp range), reservations, and what PXE and iPXE clients
+// boot. crowbar server's built-in DHCP (--boot-interface) serves it.
+func dhcpConfig(r *sdk.Request) *sdk.Response {
+	s, _, err := loadSettings()
+	if err != nil {
+		return sdk.Error(500, "provisioner: %v", err)
+	}
+	net, err := loadAdminNet()
+	if err != nil {
+		return sdk.Error(502, "reading the admin network: %v", err)
+	}
+	res, fail := reservations()
+	if fail != nil {
+		return fail
+	}
+	dns := net.DNSServers
+	if len(dns) == 0 {
+		dns = []string{}
+	}
+	pool := []map[string]string{}
+	for _, rg := range net.Ranges {
+		if rg.Name == "dhcp" {
+			pool = append(pool, map[string]string{"first": rg.First, "last": rg.Last})
+		}
+	}
+	out := make([]map[string]string, 0, len(res))
+	for _, x := range res {
+		out = append(out, map[string]string{"mac": x.MAC, "address": x.Address, "hostname": x.Hostname})
+	}
+	return sdk.JSON(200, map[string]any{"subnet": net.V4Prefix, "router": net.Router, "dns_servers": dns,
+		"lease_seconds": s.LeaseSeconds, "pool": pool, "reservations": out, "next_server": s.NextServer,
+		"boot_file": s.BootFile, "boot_file_efi": s.BootFileEFI,
+		"boot_url": serverURL(r, s) + "/provisioner/v2/boot.ipxe"})
 }
 
 // showNode is the operator's view of a node's provisioning, token

@@ -50,7 +50,9 @@ var bootenvs = func() map[string]Bootenv {
 		"sledgehammer": {Name: "sledgehammer", Kind: "discovery",
 			Description: "Discovery image: inventories the machine and registers it with crowbar",
 			Kernel:      "sledgehammer/vmlinuz0", Initrd: "sledgehammer/initrd0.img",
-			Append: "rootflags=loop root=live:/sledgehammer.iso rootfstype=auto ro liveimg rd_NO_LUKS rd_NO_MD rd_NO_DM"},
+			// make discovery-image builds both: a Debian kernel and an
+			// initramfs of busybox and the agent.
+			Append: "console=tty0 console=ttyS0,115200 panic=30"},
 		"local": {Name: "local", Kind: "local", Description: "Boot from the local disk"},
 	}
 	for _, r := range osReleases {

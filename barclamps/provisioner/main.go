@@ -51,6 +51,7 @@ func init() {
 			{Method: "GET", Path: "/settings", Handler: showSettings},
 			{Method: "PUT", Path: "/settings", Handler: updateSettings},
 			{Method: "GET", Path: "/dhcp", Handler: dhcp},
+			{Method: "GET", Path: "/dhcp/config", Handler: dhcpConfig},
 			{Method: "GET", Path: "/nodes/{id}", Handler: showNode},
 			// What booting machines fetch: authenticated by MAC or token.
 			{Method: "GET", Path: "/boot.ipxe", Handler: bootChain, Open: true},
@@ -66,17 +67,27 @@ func main() {}
 
 // Settings are the operator's provisioning choices.
 type Settings struct {
-	NextServer string   `json:"next_server"` // TFTP server for PXE; default: the admin network's admin range
-	BootFile   string   `json:"boot_file"`   // what PXE loads first (an iPXE build)
-	FilesURL   string   `json:"files_url"`   // kernels and initrds; default http://<server host>:8091
-	ServerURL  string   `json:"server_url"`  // how machines reach crowbar; default the server's --advertise-url
-	AccessKeys []string `json:"access_keys"` // SSH keys installed for root
+	NextServer  string   `json:"next_server"`   // TFTP server for PXE; default: the admin network's admin range
+	BootFile    string   `json:"boot_file"`     // what BIOS PXE loads first (an iPXE build)
+	BootFileEFI string   `json:"boot_file_efi"` // what UEFI PXE loads first
+	FilesURL    string   `json:"files_url"`     // kernels and initrds; default http://<server host>:8091
+	ServerURL   string   `json:"server_url"`    // how machines reach crowbar; default the server's --advertise-url
+	AccessKeys  []string `json:"access_keys"`   // SSH keys installed for root
+	// JoinToken is the join token the discovery image's agent joins
+	// with (crowbar join_tokens create); shown to operators and admins only.
+	JoinToken string `json:"join_token"`
+	// LeaseSeconds is how long the built-in DHCP server's leases last.
+	LeaseSeconds int `json:"lease_seconds"`
 }
+
+const hiddenToken = "(set; shown to operators and admins)"
+
+var joinTokenRule = regexp.MustCompile(`^cbj_[A-Za-z0-9_-]{16,128}$`)
 
 var keyRule = regexp.MustCompile(`^(ssh-[a-z0-9]+|ecdsa-sha2-nistp[0-9]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*( [^'"\\\n]*)?$`)
 
 func loadSettings() (*Settings, int64, error) {
-	s := &Settings{BootFile: "undionly.kpxe", AccessKeys: []string{}}
+	s := &Settings{BootFile: "undionly.kpxe", BootFileEFI: "ipxe.efi", LeaseSeconds: 3600, AccessKeys: []string{}}
 	v, rev, found, err := sdk.KVGet("settings")
 	if err != nil || !found {
 		return s, 0, err
@@ -84,12 +95,22 @@ func loadSettings() (*Settings, int64, error) {
 	return s, rev, json.Unmarshal(v, s)
 }
 
-func showSettings(*sdk.Request) *sdk.Response {
+func showSettings(r *sdk.Request) *sdk.Response {
 	s, _, err := loadSettings()
 	if err != nil {
 		return sdk.Error(500, "provisioner: %v", err)
 	}
-	return sdk.JSON(200, s)
+	return sdk.JSON(200, redact(r, s))
+}
+
+// redact hides the join token from readers: it lets a machine join.
+func redact(r *sdk.Request, s *Settings) *Settings {
+	if s.JoinToken != "" && (r.Caller == nil || r.Caller.Role == "reader") {
+		cp := *s
+		cp.JoinToken = hiddenToken
+		return &cp
+	}
+	return s
 }
 
 func updateSettings(r *sdk.Request) *sdk.Response {
@@ -107,6 +128,15 @@ func updateSettings(r *sdk.Request) *sdk.Response {
 	}
 	if s.BootFile == "" || strings.ContainsAny(s.BootFile, ", \n") {
 		return sdk.Error(422, "boot_file: '%s' must be a file name without commas or spaces", s.BootFile)
+	}
+	if s.BootFileEFI == "" || strings.ContainsAny(s.BootFileEFI, ", \n") {
+		return sdk.Error(422, "boot_file_efi: '%s' must be a file name without commas or spaces", s.BootFileEFI)
+	}
+	if s.JoinToken != "" && !joinTokenRule.MatchString(s.JoinToken) {
+		return sdk.Error(422, "join_token: not a join token (cbj_…, from crowbar join_tokens create)")
+	}
+	if s.LeaseSeconds < 60 || s.LeaseSeconds > 7*86400 {
+		return sdk.Error(422, "lease_seconds: %d must be between 60 and 604800", s.LeaseSeconds)
 	}
 	if s.FilesURL != "" && !strings.HasPrefix(s.FilesURL, "http://") && !strings.HasPrefix(s.FilesURL, "https://") {
 		return sdk.Error(422, "files_url: '%s' must be an http:// or https:// URL", s.FilesURL)
@@ -133,7 +163,7 @@ func updateSettings(r *sdk.Request) *sdk.Response {
 	} else if !ok {
 		return sdk.Error(409, "the settings changed while this request was handled; retry")
 	}
-	return sdk.JSON(200, s)
+	return sdk.JSON(200, redact(r, s))
 }
 
 func listBootenvs(*sdk.Request) *sdk.Response { return sdk.JSON(200, sortedBootenvs()) }

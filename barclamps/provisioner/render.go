@@ -40,15 +40,23 @@ func netmask(bits int) string {
 	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}).String()
 }
 
-// discoveryScript boots sledgehammer; unknown machines get it.
-func discoveryScript(server, files string) string {
+// discoveryScript boots sledgehammer, the discovery image, whose agent
+// joins crowbar at server with token (none: it waits for one).
+func discoveryScript(server, files, token string) string {
 	env := bootenvs["sledgehammer"]
+	join := ""
+	note := ""
+	if token != "" {
+		join = " crowbar.token=" + token
+	} else {
+		note = "# no join_token in the provisioner settings: the agent cannot join until one is set\n"
+	}
 	return fmt.Sprintf(`#!ipxe
 # crowbar: discovery (sledgehammer)
-kernel %s/%s %s provisioner.web=%s crowbar.url=%s/api/v2 BOOTIF=01-${net0/mac:hexhyp} initrd=initrd0.img
+%skernel %s/%s %s provisioner.web=%s crowbar.url=%s/api/v2%s BOOTIF=01-${net0/mac:hexhyp} initrd=%s
 initrd %s/%s
 boot
-`, files, env.Kernel, env.Append, files, server, files, env.Initrd)
+`, note, files, env.Kernel, env.Append, files, server, join, baseName(env.Initrd), files, env.Initrd)
 }
 
 // localScript boots the first disk.

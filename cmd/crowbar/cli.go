@@ -1,3 +1,5 @@
+//go:build !agentonly
+
 package main
 
 import (
@@ -222,18 +224,4 @@ func word(args []string, i int, want string) error {
 		return usageError{fmt.Errorf("expected %q, got %q", want, args[i])}
 	}
 	return nil
-}
-
-// exitCode maps an error to the process's exit status.
-func exitCode(err error) int {
-	var ue usageError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.As(err, &ue):
-		return exitUsage
-	case client.IsNotFound(err):
-		return exitNotFound
-	}
-	return exitFailure
 }

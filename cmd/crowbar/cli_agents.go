@@ -1,9 +1,13 @@
+//go:build !agentonly
+
 package main
 
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
+	"strconv"
 
 	"github.com/crowbar-go/crowbar/api/client"
 	"github.com/spf13/cobra"
@@ -45,5 +49,44 @@ func nodeAgentCmd(o *cliOptions) *cobra.Command {
 			return c.NodeAgent(ctx, a[0], ping)
 		})
 	cmd.Flags().BoolVar(&ping, "ping", false, "send core.ping through the server and report the round trip")
+	return cmd
+}
+
+// newAuditCmd is "crowbar audit": the audit log, newest first (admins).
+func newAuditCmd(o *cliOptions) *cobra.Command {
+	var user, method, path, since, until string
+	var status, limit, offset int
+	cmd := &cobra.Command{Use: "audit", Short: "Show the audit log: every write through the API, newest first (admins)",
+		Example: "  crowbar audit --since 1h\n  crowbar audit --user alice --method DELETE --format table\n  crowbar audit --path /api/v2/nodes --status 422 --limit 20",
+		Args:    args(),
+		RunE: func(*cobra.Command, []string) error {
+			q := url.Values{}
+			for k, v := range map[string]string{"user": user, "method": method, "path": path, "since": since, "until": until} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			for k, v := range map[string]int{"status": status, "limit": limit, "offset": offset} {
+				if v != 0 {
+					q.Set(k, strconv.Itoa(v))
+				}
+			}
+			return o.run(func(ctx context.Context, c *client.Client) error {
+				var list []client.Object
+				if err := c.Do(ctx, client.Request{Method: "GET", Path: "/api/v2/audit", Query: q}, &list); err != nil {
+					return err
+				}
+				return o.print(list)
+			})
+		}}
+	f := cmd.Flags()
+	f.StringVar(&user, "user", "", "only this user's writes (barclamp:<name> for a barclamp's)")
+	f.StringVar(&method, "method", "", "only this method (POST, PUT, PATCH, DELETE)")
+	f.StringVar(&path, "path", "", "only paths starting with this")
+	f.IntVar(&status, "status", 0, "only writes answered with this status")
+	f.StringVar(&since, "since", "", "only writes since this time (RFC 3339) or this long ago (1h)")
+	f.StringVar(&until, "until", "", "only writes before this time (RFC 3339) or this long ago")
+	f.IntVar(&limit, "limit", 0, "at most this many (default 100, at most 1000)")
+	f.IntVar(&offset, "offset", 0, "skip this many of the newest")
 	return cmd
 }

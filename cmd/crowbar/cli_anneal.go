@@ -1,3 +1,5 @@
+//go:build !agentonly
+
 package main
 
 import (
@@ -53,6 +55,13 @@ func newClientCmds(root *cobra.Command) {
 		}
 		root.AddCommand(c)
 	}
+	audit := newAuditCmd(o)
+	o.addFlags(audit)
+	audit.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		o.out, o.errOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
+		return applyEnv(cmd.Flags())
+	}
+	root.AddCommand(audit)
 }
 
 // groupRun answers a group command ("crowbar nodes"): its help, or a usage

@@ -239,6 +239,15 @@ func TestCLISeedCommands(t *testing.T) {
 			if !strings.Contains(line, "node_role") || !strings.Contains(line, "tailed.example.com network-admin proposed") {
 				t.Fatalf("event line: %q", line)
 			}
+
+			// The audit log: every write above, newest first.
+			entries, ok := c.ok("audit", "--path", "/api/v2/nodes", "--method", "POST", "--limit", "3").([]any)
+			if !ok || len(entries) != 3 || field(t, entries[0], "method") != "POST" || field(t, entries[0], "username") != "crowbar" {
+				t.Fatalf("crowbar audit: %v", entries)
+			}
+			if _, errOut, code := c.run("audit", "--since", "yesterday"); code != 1 || !strings.Contains(errOut, "since") {
+				t.Fatalf("crowbar audit --since yesterday: %d %s", code, errOut)
+			}
 		})
 	}
 }

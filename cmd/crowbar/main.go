@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -45,8 +46,8 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newAgentCmd(), newBarclampCmd())
-	newClientCmds(root)
+	root.AddCommand(newAgentCmd())
+	addCommands(root)
 	return root
 }
 
@@ -85,4 +86,18 @@ func daemon(run func(ctx context.Context) error) func(*cobra.Command, []string) 
 		defer stop()
 		return run(ctx)
 	}
+}
+
+// exitCode maps an error to the process's exit status.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		return exitUsage
+	case notFound(err):
+		return exitNotFound
+	}
+	return exitFailure
 }

@@ -1,3 +1,5 @@
+//go:build !agentonly
+
 package main
 
 import (
@@ -43,6 +45,11 @@ type serverOptions struct {
 	jwtHMACFile      string
 	jwtScope         string
 	jwtDefaultRole   string
+	signinFree       int
+	signinMaxWait    time.Duration
+	auditRetention   time.Duration
+	metricsListen    string
+	metricsTokenFile string
 
 	wasmPool        int
 	wasmMemoryMiB   uint32
@@ -55,6 +62,13 @@ type serverOptions struct {
 	defaultDomain  string
 	agentHeartbeat time.Duration
 	agentDeadAfter time.Duration
+
+	bootInterface string
+	dhcpMode      string
+	tftpRoot      string
+	tftpListen    string
+	filesDir      string
+	filesListen   string
 
 	onListen func(addr net.Addr) // tests learn the port here
 }
@@ -103,24 +117,19 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.StringVar(&o.defaultDomain, "default-domain", "crowbar.internal", "domain given to joining agents whose host name has none")
 	f.DurationVar(&o.agentHeartbeat, "agent-heartbeat", 10*time.Second, "how often agents are told to heartbeat")
 	f.DurationVar(&o.agentDeadAfter, "agent-dead-after", 30*time.Second, "a node whose agent sent no heartbeat for this long is marked not alive")
+	f.StringVar(&o.bootInterface, "boot-interface", "", "serve DHCP (see --dhcp) on this interface of the admin network, and TFTP and boot files on its address; off when empty")
+	f.StringVar(&o.dhcpMode, "dhcp", "full", "with --boot-interface: full (addresses, reservations and boot options), proxy (boot options beside another DHCP server) or off")
+	f.StringVar(&o.tftpRoot, "tftp-root", "", "directory of iPXE binaries served over TFTP (default with --boot-interface: /usr/lib/ipxe from Debian's ipxe package); off disables TFTP")
+	f.StringVar(&o.tftpListen, "tftp-listen", "", "TFTP address (default <--boot-interface address>:69)")
+	f.StringVar(&o.filesDir, "files-dir", "", "serve kernels and initrds from this directory over HTTP (what the provisioner's files_url points at; make discovery-image fills it)")
+	f.StringVar(&o.filesListen, "files-listen", "", "boot files address (default <--boot-interface address>:8091, else :8091)")
+	f.IntVar(&o.signinFree, "signin-free-failures", 5, "failed sign-ins in a row a user or an address gets before it must wait (1 s, doubling)")
+	f.DurationVar(&o.signinMaxWait, "signin-max-wait", time.Minute, "the longest wait after failed sign-ins (429 with Retry-After meanwhile); 0 disables throttling")
+	f.DurationVar(&o.auditRetention, "audit-retention", 90*24*time.Hour, "how long audit log entries are kept (pruned hourly); 0 keeps them forever")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (off when empty); scrapes need credentials")
+	f.StringVar(&o.metricsTokenFile, "metrics-token-file", "", "file holding a secret a scraper may send as a bearer token to --metrics-listen (crowbar users' credentials work too)")
 	f.StringVar(&o.jwtDefaultRole, "jwt-default-role", "", "role for bearer-token subjects that are not crowbar users (admin, operator, reader); empty refuses them")
 	return cmd
-}
-
-func newLogger(level, format string) (hclog.Logger, error) {
-	lvl := hclog.LevelFromString(level)
-	if lvl == hclog.NoLevel {
-		return nil, usageError{fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", level)}
-	}
-	if format != "text" && format != "json" {
-		return nil, usageError{fmt.Errorf("--log-format %q: want text or json", format)}
-	}
-	return hclog.New(&hclog.LoggerOptions{
-		Name:       "crowbar",
-		Level:      lvl,
-		JSONFormat: format == "json",
-		Output:     os.Stderr,
-	}), nil
 }
 
 // checkTuning refuses numeric settings that would silently mean something
@@ -139,6 +148,16 @@ func (o *serverOptions) checkTuning() error {
 		return usageError{fmt.Errorf("--agent-heartbeat %s: want at least 1s", o.agentHeartbeat)}
 	case o.agentDeadAfter < 2*o.agentHeartbeat:
 		return usageError{fmt.Errorf("--agent-dead-after %s: want at least two heartbeats (%s)", o.agentDeadAfter, 2*o.agentHeartbeat)}
+	case o.signinFree < 0:
+		return usageError{fmt.Errorf("--signin-free-failures %d: want 1 or more", o.signinFree)}
+	case o.auditRetention < 0:
+		return usageError{fmt.Errorf("--audit-retention %s: want 0 (keep forever) or a positive duration", o.auditRetention)}
+	case o.signinMaxWait < 0:
+		return usageError{fmt.Errorf("--signin-max-wait %s: want 0 (no throttling) or a positive duration", o.signinMaxWait)}
+	case o.dhcpMode != "" && o.dhcpMode != "full" && o.dhcpMode != "proxy" && o.dhcpMode != "off":
+		return usageError{fmt.Errorf("--dhcp %q: want full, proxy or off", o.dhcpMode)}
+	case o.tftpRoot != "" && o.tftpRoot != "off" && o.bootInterface == "" && o.tftpListen == "":
+		return usageError{fmt.Errorf("--tftp-root needs --boot-interface or --tftp-listen")}
 	}
 	return nil
 }
@@ -214,6 +233,20 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	if len(embedded) == 0 {
 		log.Warn("this binary embeds no first-party barclamps; build it with make")
 	}
+	bootSvc, err := startBoot(o, apiSrv, log)
+	if err != nil {
+		return err
+	}
+	if bootSvc != nil {
+		defer bootSvc.Close()
+	}
+	if o.metricsListen != "" {
+		stop, err := serveMetrics(o, apiSrv, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	handler := apiSrv.Handler()
 	srv := &http.Server{
 		Handler:           handler,
@@ -234,6 +267,9 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	wctx, stopWatch := context.WithCancel(ctx)
 	watchingNodes := make(chan struct{})
 	go func() { defer close(watchingNodes); apiSrv.Nodes().Watch(wctx) }()
+	pruning := make(chan struct{})
+	go func() { defer close(pruning); apiSrv.KeepAuditPruned(wctx, o.auditRetention) }()
+	defer func() { stopWatch(); <-pruning }()
 	defer func() { stopWatch(); <-watchingNodes }()
 	// The annealer and the barclamp sync start once the barclamps are
 	// loaded: a hook of a barclamp still loading would fail its node-role.
@@ -272,9 +308,15 @@ func runServer(ctx context.Context, o *serverOptions) error {
 		}()
 	}
 
+	var bootErr <-chan error
+	if bootSvc != nil {
+		bootErr = bootSvc.Err()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-bootErr:
+		return fmt.Errorf("boot services: %w", err)
 	case err := <-loadErr:
 		return fmt.Errorf("load barclamps: %w", err)
 	case <-ctx.Done():
@@ -293,7 +335,11 @@ func runServer(ctx context.Context, o *serverOptions) error {
 // the install key and its admin user exist.
 func newAuth(ctx context.Context, o *serverOptions, st *store.Store, log hclog.Logger) (*auth.Service, error) {
 	cfg := auth.Config{Realm: o.realm, DigestAlgorithms: o.digestAlgorithms, NonceTTL: o.nonceTTL,
-		RequiredScope: o.jwtScope, DefaultRole: auth.Role(o.jwtDefaultRole)}
+		RequiredScope: o.jwtScope, DefaultRole: auth.Role(o.jwtDefaultRole),
+		Throttle: auth.ThrottleConfig{Free: o.signinFree, Max: o.signinMaxWait}}
+	if o.signinMaxWait == 0 {
+		cfg.Throttle.Max = -1
+	}
 	for _, path := range o.jwtPublicKeys {
 		b, err := os.ReadFile(path)
 		if err != nil {

@@ -162,6 +162,14 @@ func New(cfg Config) (*Agent, error) {
 // Fingerprint is the hex SHA-256 of the agent's certificate ("" without TLS).
 func (a *Agent) Fingerprint() string { return a.fp }
 
+// Joined says whether the agent holds a server's answer to its join (and
+// so trusts the server's tokens).
+func (a *Agent) Joined() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.identity != nil
+}
+
 // setTokenKey installs the keys AUTH tokens are checked against: the
 // server's (PEM, may be empty) and the configured ones.
 func (a *Agent) setTokenKey(pemKey string) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/crowbar-go/crowbar/core/metrics"
 	"github.com/crowbar-go/crowbar/core/model"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/hashicorp/go-hclog"
@@ -320,6 +321,7 @@ func (a *Annealer) finish(batch []result) {
 			return unblock(tx, active, &ch)
 		})
 		if err == nil {
+			countResults(batch)
 			break
 		}
 		if attempt >= 5 {
@@ -334,6 +336,18 @@ func (a *Annealer) finish(batch []result) {
 	for _, r := range batch {
 		a.running.Delete(r.id)
 		a.inFlight.Add(-1)
+	}
+}
+
+// countResults counts recorded runs by how they ended.
+func countResults(batch []result) {
+	for _, r := range batch {
+		if r.requeue {
+			metrics.AnnealTransitions.WithLabelValues("requeued").Inc()
+			continue
+		}
+		state, _, _ := outcome(r)
+		metrics.AnnealTransitions.WithLabelValues(model.StateNames[state]).Inc()
 	}
 }
 
@@ -403,6 +417,7 @@ const runnable = `nr.state = 1 AND n.alive = ? AND n.available = ? AND d.state =
 // claim takes up to n runnable node-roles on distinct nodes, leasing them
 // to this server, after returning expired leases to TODO.
 func (a *Annealer) claim(ctx context.Context, n int) ([]*Work, error) {
+	defer metrics.Since(metrics.AnnealClaimSeconds, time.Now())
 	var work []*Work
 	var ch Changes
 	err := a.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -418,6 +433,7 @@ func (a *Annealer) claim(ctx context.Context, n int) ([]*Work, error) {
 				return err
 			}
 			a.log.Warn("returned node-roles whose lease expired to todo", "count", len(expired))
+			metrics.AnnealLeaseExpiries.Add(float64(len(expired)))
 			if err := ch.nodeRoles(tx, expired); err != nil {
 				return err
 			}

@@ -66,6 +66,9 @@ type Error struct {
 	Message string
 	Stale   bool   // digest: the nonce expired, the client should retry with a new one
 	User    string // who tried, for the log
+	// Guess marks credentials that are simply wrong (a password, a token
+	// signature): what sign-in throttling counts.
+	Guess bool
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -235,7 +235,9 @@ func (d *Digest) Verify(c Credentials, method, requestURI string, ha1 func(user,
 	}
 	want := Response(alg, stored, c["nonce"], c["nc"], c["cnonce"], method, c["uri"])
 	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c["response"]))) != 1 || !ok {
-		return deny("digest credentials for user %q are not valid", user)
+		e := fail(Unauthenticated, "digest credentials for user %q are not valid", user)
+		e.User, e.Guess = user, true
+		return "", e
 	}
 	if expired {
 		e := fail(Unauthenticated, "digest nonce has expired")

@@ -131,9 +131,9 @@ func (j *JWT) Verify(token string) (*Claims, error) {
 		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 			return nil, fail(Unauthenticated, "bearer token has no exp claim; tokens must expire")
 		case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-			return nil, fail(Unauthenticated, "bearer token signature is not valid or its algorithm is not accepted")
+			return nil, guess("bearer token signature is not valid or its algorithm is not accepted")
 		}
-		return nil, fail(Unauthenticated, "bearer token is not valid: %v", err)
+		return nil, guess("bearer token is not valid: %v", err)
 	}
 	c := &Claims{}
 	exp, _ := mc.GetExpirationTime()

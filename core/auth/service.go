@@ -30,7 +30,9 @@ type Config struct {
 	// (default 5 s; negative disables the cache). A change made through this
 	// server applies at once; other replicas see it within the TTL.
 	UserCacheTTL time.Duration
-	Now          func() time.Time
+	// Throttle slows down password and token guessing.
+	Throttle ThrottleConfig
+	Now      func() time.Time
 }
 
 // Service authenticates requests against the users in the database.
@@ -43,6 +45,7 @@ type Service struct {
 	now         func() time.Time
 	users       *userCache
 	tokens      *tokenCache
+	throttle    *throttle
 }
 
 // New loads (or, on first start, creates) the shared secrets and returns
@@ -95,8 +98,31 @@ func New(ctx context.Context, db *gorm.DB, cfg Config, log hclog.Logger) (*Servi
 		return nil, err
 	}
 	return &Service{db: db, log: log, digest: d, jwt: j, defaultRole: cfg.DefaultRole, now: cfg.Now,
-		users:  &userCache{ttl: cfg.UserCacheTTL, now: cfg.Now, m: map[string]cachedUser{}},
-		tokens: &tokenCache{m: map[string]*Claims{}}}, nil
+		users:    &userCache{ttl: cfg.UserCacheTTL, now: cfg.Now, m: map[string]cachedUser{}},
+		tokens:   &tokenCache{m: map[string]*Claims{}},
+		throttle: newThrottle(db, cfg.Throttle, cfg.Now)}, nil
+}
+
+// CheckThrottle refuses (*Throttled) a sign-in by subjects (Subjects)
+// while they wait after failed ones.
+func (s *Service) CheckThrottle(ctx context.Context, subjects []string) error {
+	return s.throttle.Check(ctx, subjects)
+}
+
+// SignInFailed counts a failed sign-in (an *Error with Guess) against
+// subjects; other failures are not counted.
+func (s *Service) SignInFailed(ctx context.Context, subjects []string, err error) {
+	if e, ok := AsError(err); !ok || !e.Guess {
+		return
+	}
+	if err := s.throttle.Failed(ctx, subjects); err != nil {
+		s.log.Warn("sign-in throttling", "error", err)
+	}
+}
+
+// SignInSucceeded resets the failures of subjects.
+func (s *Service) SignInSucceeded(ctx context.Context, subjects []string) {
+	s.throttle.Succeeded(ctx, subjects)
 }
 
 // Realm is the digest realm.

@@ -43,6 +43,9 @@ type Options struct {
 	// ConnMaxLifetime recycles connections (default 5 minutes), which must be
 	// shorter than the tokens Password hands out.
 	ConnMaxLifetime time.Duration
+	// Observe, when set, is told of every round trip to the node: how long
+	// it took and its error (nil for an empty blocking wait).
+	Observe func(took time.Duration, err error)
 }
 
 // Client sends core0 commands to one node over a pool of connections.
@@ -91,7 +94,33 @@ func New(opts Options) *Client {
 	if !opts.NoTLS {
 		ro.TLSConfig = tlsConfig(opts.Fingerprint)
 	}
-	return &Client{opts: opts, rdb: redis.NewClient(ro)}
+	rdb := redis.NewClient(ro)
+	if opts.Observe != nil {
+		rdb.AddHook(observeHook(opts.Observe))
+	}
+	return &Client{opts: opts, rdb: rdb}
+}
+
+// observeHook reports each command's round trip.
+type observeHook func(time.Duration, error)
+
+func (h observeHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h observeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmd)
+		if errors.Is(err, redis.Nil) {
+			h(time.Since(start), nil)
+		} else {
+			h(time.Since(start), err)
+		}
+		return err
+	}
+}
+
+func (h observeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // tlsConfig checks the peer against a pinned fingerprint, or accepts any

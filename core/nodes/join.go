@@ -299,6 +299,10 @@ func (s *Service) Join(ctx context.Context, token string, req *agent.JoinRequest
 			}
 			node = &model.Node{Name: name, DeploymentID: model.SystemDeploymentID}
 			node.Defaults()
+			// The MAC it joined with is its admin MAC: the provisioner
+			// reserves its admin address for it in DHCP.
+			hint, _ := json.Marshal(map[string]any{"admin_macs": []string{mac.String()}})
+			node.Hint = model.JSON(hint)
 			res.Created = true
 		}
 		node.Normalize()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/core0"
+	"github.com/crowbar-go/crowbar/core/metrics"
 	"github.com/crowbar-go/crowbar/core/model"
 )
 
@@ -53,8 +54,17 @@ func (t *Transport) Client(ctx context.Context, node *model.Node) (*core0.Client
 		}
 		tc.c.Close() //nolint:errcheck // the agent moved or re-joined
 	}
+	name := node.Name
 	c := core0.New(core0.Options{Node: node.Name, Addr: na.Address, NoTLS: !na.TLS, Fingerprint: na.Fingerprint,
-		Password: t.password, ConnMaxLifetime: nodeTokenValidity / 3})
+		Password: t.password, ConnMaxLifetime: nodeTokenValidity / 3,
+		Observe: func(took time.Duration, err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			metrics.NodeRoundTrips.WithLabelValues(name, result).Inc()
+			metrics.NodeRoundTripSeconds.Observe(took.Seconds())
+		}})
 	t.clients[node.ID] = &transportClient{c: c, address: na.Address, fingerprint: na.Fingerprint, tls: na.TLS}
 	return c, nil
 }

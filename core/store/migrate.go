@@ -320,4 +320,28 @@ CREATE INDEX node_agents_last_heartbeat ON node_agents (last_heartbeat)`},
 ALTER TABLE roles ADD COLUMN script TEXT NOT NULL DEFAULT '';
 INSERT INTO jigs (name, description, active, created_at, updated_at)
 	VALUES ('script', 'Runs the role''s script on the node through its agent', TRUE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`},
+	{7, "sign-in throttling", `
+CREATE TABLE auth_failures (
+	subject TEXT PRIMARY KEY,
+	failures INTEGER NOT NULL,
+	last_failure {{time}} NOT NULL,
+	blocked_until {{time}} NOT NULL
+);
+CREATE INDEX auth_failures_last ON auth_failures (last_failure)`},
+	{8, "audit log", `
+CREATE TABLE audit_log (
+	id {{pk}},
+	at {{time}} NOT NULL,
+	username TEXT NOT NULL DEFAULT '',
+	role TEXT NOT NULL DEFAULT '',
+	scheme TEXT NOT NULL DEFAULT '',
+	remote TEXT NOT NULL DEFAULT '',
+	method TEXT NOT NULL,
+	path TEXT NOT NULL,
+	status INTEGER NOT NULL,
+	summary TEXT NOT NULL DEFAULT '',
+	request_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE INDEX audit_log_user ON audit_log (username, id)`},
 }

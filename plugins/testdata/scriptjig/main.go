@@ -2,8 +2,8 @@
 
 // Command scriptjig is a test barclamp whose roles run on their nodes
 // through the script jig: a probe that reads its attribs and leaves wall
-// data, a child that finds that wall data in its own attribs, and one that
-// fails.
+// data, a child that finds that wall data in its own attribs, one that
+// fails, one for any POSIX shell, and a slow one.
 package main
 
 import "github.com/crowbar-go/crowbar/sdk"
@@ -33,6 +33,11 @@ printf '{"sj": {"child_saw": "%s"}}' "$node" > "$CROWBAR_WALL"
 			{Name: "sj-fail", Script: `echo "about to fail"
 echo "the disk is on fire" >&2
 exit 3
+`},
+			// POSIX sh only: it runs on the discovery image (busybox).
+			{Name: "sj-uname", Script: `#!/bin/sh
+echo "running on $(uname -n), kernel $(uname -r)"
+printf '{"sj": {"kernel": "%s", "node": "%s"}}' "$(uname -r)" "$CROWBAR_NODE" > "$CROWBAR_WALL"
 `},
 			{Name: "sj-slow", Script: `for i in 1 2 3 4 5 6; do echo "step $i"; sleep 0.3; done
 `},
