@@ -321,19 +321,32 @@ func (s *Server) PruneAudit(ctx context.Context, keep time.Duration) (int64, err
 	return res.RowsAffected, res.Error
 }
 
-// KeepAuditPruned prunes the audit log now and every hour until ctx ends;
-// keep 0 keeps every entry. Every replica may run it: the delete is
-// idempotent.
-func (s *Server) KeepAuditPruned(ctx context.Context, keep time.Duration) {
-	if keep <= 0 {
-		return
-	}
+// PruneEvents deletes the event log entries older than keep and says how
+// many.
+func (s *Server) PruneEvents(ctx context.Context, keep time.Duration) (int64, error) {
+	return s.bus.Prune(ctx, keep)
+}
+
+// KeepPruned prunes the audit log (entries older than audit) and the event
+// log (older than events) now and every hour until ctx ends; 0 keeps every
+// entry of that log. Every replica may run it: the deletes are idempotent.
+func (s *Server) KeepPruned(ctx context.Context, audit, events time.Duration) {
+	logs := []struct {
+		name  string
+		keep  time.Duration
+		prune func(context.Context, time.Duration) (int64, error)
+	}{{"audit log", audit, s.PruneAudit}, {"event log", events, s.PruneEvents}}
 	for {
-		n, err := s.PruneAudit(ctx, keep)
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("audit log: pruning failed", "error", err)
-		} else if n > 0 {
-			s.log.Info("audit log: pruned old entries", "deleted", n, "older_than", keep)
+		for _, l := range logs {
+			if l.keep <= 0 {
+				continue
+			}
+			n, err := l.prune(ctx, l.keep)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn(l.name+": pruning failed", "error", err)
+			} else if n > 0 {
+				s.log.Info(l.name+": pruned old entries", "deleted", n, "older_than", l.keep)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,7 +42,13 @@ func (s *Server) mountLifecycle(r prefixed) {
 // change runs fn in a transaction and publishes its events once committed.
 func (s *Server) change(ctx context.Context, fn func(tx *gorm.DB, ch *anneal.Changes) error) error {
 	var ch anneal.Changes
-	if err := s.store.Tx(ctx, func(tx *gorm.DB) error { return fn(tx, &ch) }); err != nil {
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		if err := fn(tx, &ch); err != nil {
+			return err
+		}
+		return s.bus.Record(tx, ch.Events)
+	})
+	if err != nil {
 		return err
 	}
 	s.annealer.Publish(&ch)
@@ -442,27 +449,57 @@ func (s *Server) annealStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // events answers GET /events: server-sent events, one per state change,
-// filtered by ?node=, ?deployment= and ?role= (names).
+// filtered by ?node=, ?deployment= and ?role= (names). Each carries its
+// place in the event log as its SSE id; a client that sends it back as
+// Last-Event-ID (or ?last_event_id=) first gets what it missed.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for k := range q {
-		if k != "node" && k != "deployment" && k != "role" {
-			writeError(w, r, "event", model.BadRequest("cannot filter events by '%s'; filters: deployment, node, role", k))
+		if k != "node" && k != "deployment" && k != "role" && k != "last_event_id" {
+			writeError(w, r, "event", model.BadRequest("cannot filter events by '%s'; filters: deployment, node, role (and last_event_id to resume)", k))
 			return
 		}
+	}
+	resume := int64(-1)
+	if v := cmp.Or(r.Header.Get("Last-Event-ID"), q.Get("last_event_id")); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, r, "event", model.BadRequest("Last-Event-ID '%s' is not an event id (a number from an earlier event's id line)", v))
+			return
+		}
+		resume = n
 	}
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		writeError(w, r, "event", statusError(http.StatusInternalServerError, "streaming is not supported here"))
 		return
 	}
-	sub := s.bus.Subscribe(anneal.Filter{Node: q.Get("node"), Deployment: q.Get("deployment"), Role: q.Get("role")})
+	sub, err := s.bus.Subscribe(r.Context(), anneal.Filter{Node: q.Get("node"), Deployment: q.Get("deployment"), Role: q.Get("role")})
+	if err != nil {
+		writeError(w, r, "event", err)
+		return
+	}
 	defer s.bus.Unsubscribe(sub)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, ": crowbar events\n\n")
+	send := func(ev anneal.Event) error {
+		b, _ := json.Marshal(ev)
+		_, err := fmt.Fprintf(w, "event: %s\nid: %d\ndata: %s\n\n", ev.Type, ev.Seq, b)
+		return err
+	}
+	if resume >= 0 {
+		lost, err := s.bus.Replay(r.Context(), sub, resume, send)
+		if lost {
+			fmt.Fprintf(w, "event: reset\ndata: {\"after\":%d,\"reason\":\"events after %d are no longer in the event log (pruned): read the current state again\"}\n\n", resume, resume)
+		}
+		if err != nil {
+			s.log.Warn("replaying the event log failed", "after", resume, "error", err)
+			return
+		}
+	}
 	fl.Flush()
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
@@ -476,8 +513,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			if n := sub.Dropped(); n > 0 {
 				fmt.Fprintf(w, "event: dropped\ndata: {\"dropped\":%d}\n\n", n)
 			}
-			b, _ := json.Marshal(ev)
-			fmt.Fprintf(w, "event: %s\nid: %d\ndata: %s\n\n", ev.Type, ev.At.UnixNano(), b)
+			send(ev) //nolint:errcheck // a gone client ends the request context
 		}
 		fl.Flush()
 	}

@@ -268,26 +268,7 @@ func TestEventStreamAndUnbind(t *testing.T) {
 		s.Must(400, "GET", "/api/v2/events?colour=red", "")
 		s.Must(401, "GET", "/api/v2/events", "", "Authorization", "")
 
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/api/v2/events?node=n1.example.com", nil)
-		req.Header.Set("Authorization", "Bearer "+s.Token)
-		resp, err := s.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
-			t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-		}
-		lines := make(chan string, 256)
-		go func() {
-			sc := bufio.NewScanner(resp.Body)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
+		lines := openEvents(t, s, "?node=n1.example.com", "")
 
 		bind(t, s, "n2.example.com", "g-base") // filtered out
 		mid := bind(t, s, "n1.example.com", "g-mid")
@@ -296,28 +277,12 @@ func TestEventStreamAndUnbind(t *testing.T) {
 
 		// g-base and g-mid: proposed, then todo/blocked, transition, active.
 		var seen []string
-		timeout := time.After(10 * time.Second)
 		for len(seen) < 8 {
-			select {
-			case line, ok := <-lines:
-				if !ok {
-					t.Fatalf("stream ended after %v", seen)
-				}
-				data, found := strings.CutPrefix(line, "data: ")
-				if !found {
-					continue
-				}
-				var ev map[string]any
-				if err := json.Unmarshal([]byte(data), &ev); err != nil {
-					t.Fatalf("event data: %v: %s", err, data)
-				}
-				if ev["node"] != "n1.example.com" {
-					t.Fatalf("filter let through %v", ev)
-				}
-				seen = append(seen, ev["role"].(string)+":"+ev["state_name"].(string))
-			case <-timeout:
-				t.Fatalf("events so far: %v", seen)
+			ev := nextEvent(t, lines)
+			if ev["node"] != "n1.example.com" {
+				t.Fatalf("filter let through %v", ev)
 			}
+			seen = append(seen, ev["role"].(string)+":"+ev["state_name"].(string))
 		}
 		want := map[string]bool{"g-base:proposed": true, "g-mid:proposed": true, "g-base:todo": true, "g-mid:blocked": true,
 			"g-base:transition": true, "g-base:active": true, "g-mid:todo": true, "g-mid:transition": true}
@@ -388,6 +353,123 @@ func TestNotificationHooks(t *testing.T) {
 			if !got[k] {
 				t.Errorf("%s missing from %v", k, got)
 			}
+		}
+	})
+}
+
+// openEvents opens GET /api/v2/events with query (and a Last-Event-ID when
+// lastID is set) for the test's lifetime; it yields the stream's lines.
+func openEvents(t *testing.T, s *apitest.Server, query, lastID string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/api/v2/events"+query, nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	return lines
+}
+
+// nextEvent reads the stream up to the next event's data and decodes it;
+// its SSE id is put under "sse_id". Other notices fail the test.
+func nextEvent(t *testing.T, lines <-chan string) map[string]any {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	id := ""
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("the event stream ended")
+			}
+			if v, found := strings.CutPrefix(line, "id: "); found {
+				id = v
+			}
+			if v, found := strings.CutPrefix(line, "event: "); found && v != "node_role" && v != "deployment" {
+				t.Fatalf("a %s notice in the stream", v)
+			}
+			data, found := strings.CutPrefix(line, "data: ")
+			if !found {
+				continue
+			}
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(data), &ev); err != nil {
+				t.Fatalf("event data: %v: %s", err, data)
+			}
+			ev["sse_id"] = id
+			return ev
+		case <-timeout:
+			t.Fatal("no event within 10s")
+		}
+	}
+}
+
+// A client that reconnects with the last id it saw (Last-Event-ID, as
+// browsers' EventSource does, or ?last_event_id=) first gets the events it
+// missed, then the live ones; an id that is not one is a 400.
+func TestEventStreamResumes(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, st *store.Store) {
+		s := graphServer(t, st, 1)
+		s.Must(400, "GET", "/api/v2/events", "", "Last-Event-ID", "yesterday")
+		s.Must(400, "GET", "/api/v2/events?last_event_id=-3", "")
+
+		lines := openEvents(t, s, "?node=n1.example.com", "")
+		bind(t, s, "n1.example.com", "g-base")
+		first := nextEvent(t, lines)
+		if first["role"] != "g-base" || first["state_name"] != "proposed" || first["sse_id"] != fmt.Sprint(first["seq"]) {
+			t.Fatalf("first event: %v", first)
+		}
+		// Gone; meanwhile the node is committed and converges.
+		s.Must(200, "PUT", "/api/v2/nodes/n1.example.com/commit", "")
+		settle(t, s)
+
+		for _, resume := range []func() <-chan string{
+			func() <-chan string { return openEvents(t, s, "?node=n1.example.com", first["sse_id"].(string)) },
+			func() <-chan string {
+				return openEvents(t, s, "?node=n1.example.com&last_event_id="+first["sse_id"].(string), "")
+			},
+		} {
+			lines := resume()
+			var seen []string
+			last := first["seq"].(float64)
+			for len(seen) < 3 {
+				ev := nextEvent(t, lines)
+				if ev["seq"].(float64) <= last {
+					t.Fatalf("seq %v after %v", ev["seq"], last)
+				}
+				last = ev["seq"].(float64)
+				seen = append(seen, ev["state_name"].(string))
+			}
+			if strings.Join(seen, " ") != "todo transition active" {
+				t.Fatalf("resumed with %v", seen)
+			}
+		}
+		// Live events follow the replayed ones on the same stream.
+		lines = openEvents(t, s, "?node=n1.example.com", fmt.Sprint(first["seq"]))
+		for range 3 {
+			nextEvent(t, lines)
+		}
+		bind(t, s, "n1.example.com", "g-mid")
+		if ev := nextEvent(t, lines); ev["role"] != "g-mid" {
+			t.Fatalf("live event after the replay: %v", ev)
 		}
 	})
 }

@@ -111,7 +111,7 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	}
 	s := &Server{store: cfg.Store, auth: cfg.Auth, barclamps: cfg.Barclamps, log: cfg.Logger, advertise: strings.TrimSuffix(cfg.Advertise, "/"),
 		bridge: &bridge{routers: map[string]*bridgeRouter{}}, auditLog: &auditWriter{db: cfg.Store.DB}}
-	s.bus = anneal.NewBus()
+	s.bus = anneal.NewBus(cfg.Store.DB, cfg.Store.Dialect == store.Postgres, cfg.Logger)
 	ac := cfg.Anneal
 	ac.Bus, ac.Logger, ac.Postgres = s.bus, cfg.Logger, cfg.Store.Dialect == store.Postgres
 	nc := cfg.Nodes

@@ -181,6 +181,7 @@ type AnnealStatus struct {
 
 // Event is one state change from GET /api/v2/events.
 type Event struct {
+	Seq          int64  `json:"seq"` // its place in the event log: resume after it with EventFilter.LastEventID
 	Type         string `json:"type"`
 	ID           int64  `json:"id"`
 	NodeID       int64  `json:"node_id"`
@@ -195,8 +196,12 @@ type Event struct {
 	At           string `json:"at"`
 }
 
-// EventFilter selects events; empty fields match all.
-type EventFilter struct{ Node, Deployment, Role string }
+// EventFilter selects events; empty fields match all. LastEventID (an
+// earlier event's Seq) starts the stream with the events logged after it.
+type EventFilter struct {
+	Node, Deployment, Role string
+	LastEventID            string
+}
 
 // Events streams GET /api/v2/events to fn until ctx ends, fn returns an
 // error, or the server closes the stream (nil).
@@ -208,6 +213,9 @@ func (c *Client) Events(ctx context.Context, f EventFilter, fn func(Event) error
 		}
 	}
 	req := Request{Method: "GET", Path: "/api/v2/events", Query: q, Header: http.Header{"Accept": {"text/event-stream"}}}
+	if f.LastEventID != "" {
+		req.Header.Set("Last-Event-ID", f.LastEventID)
+	}
 	resp, err := c.send(ctx, req)
 	if err != nil {
 		return err

@@ -249,7 +249,8 @@ func newEventsCmd(o *cliOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "events", Short: "The event stream"}
 	var f client.EventFilter
 	tail := &cobra.Command{Use: "tail", Short: "Print state changes as they happen, one line each (Ctrl-C stops)",
-		Example: "  crowbar events tail --deployment test1 --format table\n  crowbar events tail | jq .state_name", Args: args(),
+		Example: "  crowbar events tail --deployment test1 --format table\n  crowbar events tail | jq .state_name\n" +
+			"  crowbar events tail --after 1234   # first what was logged after event 1234, then live", Args: args(),
 		RunE: func(*cobra.Command, []string) error {
 			return o.runWithin(signalContext, func(ctx context.Context, c *client.Client) error {
 				return c.Events(ctx, f, o.printEvent)
@@ -258,6 +259,7 @@ func newEventsCmd(o *cliOptions) *cobra.Command {
 	tail.Flags().StringVar(&f.Node, "node", "", "only this node's events")
 	tail.Flags().StringVar(&f.Deployment, "deployment", "", "only this deployment's events")
 	tail.Flags().StringVar(&f.Role, "role", "", "only this role's events")
+	tail.Flags().StringVar(&f.LastEventID, "after", "", "start with the events logged after this one (an event's seq), then follow")
 	cmd.AddCommand(tail)
 	return cmd
 }

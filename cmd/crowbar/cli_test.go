@@ -239,6 +239,19 @@ func TestCLISeedCommands(t *testing.T) {
 			if !strings.Contains(line, "node_role") || !strings.Contains(line, "tailed.example.com network-admin proposed") {
 				t.Fatalf("event line: %q", line)
 			}
+			// --after 0: the log from its start, so the first bind's event
+			// at once, without a new change.
+			replay := exec.Command(c.bin, "events", "tail", "--node", "tailed.example.com", "--after", "0")
+			replay.Env = c.env
+			rout, _ := replay.StdoutPipe()
+			if err := replay.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer replay.Process.Kill() //nolint:errcheck
+			first, err := bufio.NewReader(rout).ReadString('\n')
+			if err != nil || !strings.Contains(first, `"seq":`) || !strings.Contains(first, `"state_name":"proposed"`) {
+				t.Fatalf("events tail --after 0: %q %v", first, err)
+			}
 
 			// The audit log: every write above, newest first.
 			entries, ok := c.ok("audit", "--path", "/api/v2/nodes", "--method", "POST", "--limit", "3").([]any)

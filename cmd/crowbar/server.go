@@ -48,6 +48,7 @@ type serverOptions struct {
 	signinFree       int
 	signinMaxWait    time.Duration
 	auditRetention   time.Duration
+	eventRetention   time.Duration
 	metricsListen    string
 	metricsTokenFile string
 
@@ -126,6 +127,7 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.IntVar(&o.signinFree, "signin-free-failures", 5, "failed sign-ins in a row a user or an address gets before it must wait (1 s, doubling)")
 	f.DurationVar(&o.signinMaxWait, "signin-max-wait", time.Minute, "the longest wait after failed sign-ins (429 with Retry-After meanwhile); 0 disables throttling")
 	f.DurationVar(&o.auditRetention, "audit-retention", 90*24*time.Hour, "how long audit log entries are kept (pruned hourly); 0 keeps them forever")
+	f.DurationVar(&o.eventRetention, "event-retention", 24*time.Hour, "how long the event log is kept for clients resuming with Last-Event-ID (pruned hourly); 0 keeps it forever")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (off when empty); scrapes need credentials")
 	f.StringVar(&o.metricsTokenFile, "metrics-token-file", "", "file holding a secret a scraper may send as a bearer token to --metrics-listen (crowbar users' credentials work too)")
 	f.StringVar(&o.jwtDefaultRole, "jwt-default-role", "", "role for bearer-token subjects that are not crowbar users (admin, operator, reader); empty refuses them")
@@ -152,6 +154,8 @@ func (o *serverOptions) checkTuning() error {
 		return usageError{fmt.Errorf("--signin-free-failures %d: want 1 or more", o.signinFree)}
 	case o.auditRetention < 0:
 		return usageError{fmt.Errorf("--audit-retention %s: want 0 (keep forever) or a positive duration", o.auditRetention)}
+	case o.eventRetention < 0:
+		return usageError{fmt.Errorf("--event-retention %s: want 0 (keep forever) or a positive duration", o.eventRetention)}
 	case o.signinMaxWait < 0:
 		return usageError{fmt.Errorf("--signin-max-wait %s: want 0 (no throttling) or a positive duration", o.signinMaxWait)}
 	case o.dhcpMode != "" && o.dhcpMode != "full" && o.dhcpMode != "proxy" && o.dhcpMode != "off":
@@ -268,7 +272,7 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	watchingNodes := make(chan struct{})
 	go func() { defer close(watchingNodes); apiSrv.Nodes().Watch(wctx) }()
 	pruning := make(chan struct{})
-	go func() { defer close(pruning); apiSrv.KeepAuditPruned(wctx, o.auditRetention) }()
+	go func() { defer close(pruning); apiSrv.KeepPruned(wctx, o.auditRetention, o.eventRetention) }()
 	defer func() { stopWatch(); <-pruning }()
 	defer func() { stopWatch(); <-watchingNodes }()
 	// The annealer and the barclamp sync start once the barclamps are

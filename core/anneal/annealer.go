@@ -133,7 +133,9 @@ func (a *Annealer) Kick() {
 // Publish sends the events of a committed change and kicks the annealer
 // when it made work.
 func (a *Annealer) Publish(ch *Changes) {
-	a.cfg.Bus.Publish(ch.Events...)
+	if len(ch.Events) > 0 {
+		a.cfg.Bus.Kick()
+	}
 	a.cfg.Hooks.NodeRoleEvents(ch.Events)
 	a.cfg.Hooks.Unbound(ch.Unbound)
 	if ch.Runnable {
@@ -271,14 +273,21 @@ func (a *Annealer) run(ctx context.Context, w *Work) (res *barclamp.HookResult, 
 // progress records a running node-role's run log so far and tells the
 // event stream.
 func (a *Annealer) progress(w *Work, runlog string) {
-	res := a.db.Model(&model.NodeRole{}).Where("id = ? AND state = ? AND lease_owner = ?", w.NodeRole.ID, model.StateTransition, a.owner).
-		Updates(map[string]any{"runlog": runlog})
-	if res.Error != nil || res.RowsAffected == 0 {
+	err := a.db.Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&model.NodeRole{}).Where("id = ? AND state = ? AND lease_owner = ?", w.NodeRole.ID, model.StateTransition, a.owner).
+			Updates(map[string]any{"runlog": runlog})
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
+		}
+		return a.cfg.Bus.Record(tx, []Event{{Type: "node_role", ID: w.NodeRole.ID, NodeID: w.Node.ID, Node: w.Node.Name, RoleID: w.Role.ID,
+			Role: w.Role.Name, DeploymentID: w.Deployment.ID, Deployment: w.Deployment.Name, State: model.StateTransition,
+			StateName: model.StateNames[model.StateTransition], Runlog: runlog, At: time.Now().UTC()}})
+	})
+	if err != nil {
+		a.log.Warn("recording a running node-role's output failed", "node_role", w.NodeRole.ID, "error", err)
 		return
 	}
-	a.cfg.Bus.Publish(Event{Type: "node_role", ID: w.NodeRole.ID, NodeID: w.Node.ID, Node: w.Node.Name, RoleID: w.Role.ID,
-		Role: w.Role.Name, DeploymentID: w.Deployment.ID, Deployment: w.Deployment.Name, State: model.StateTransition,
-		StateName: model.StateNames[model.StateTransition], Runlog: runlog, At: time.Now().UTC()})
+	a.cfg.Bus.Kick()
 }
 
 func (a *Annealer) finish(batch []result) {
@@ -318,7 +327,10 @@ func (a *Annealer) finish(batch []result) {
 			if err := ch.nodeRoles(tx, done); err != nil {
 				return err
 			}
-			return unblock(tx, active, &ch)
+			if err := unblock(tx, active, &ch); err != nil {
+				return err
+			}
+			return a.cfg.Bus.Record(tx, ch.Events)
 		})
 		if err == nil {
 			countResults(batch)
@@ -468,7 +480,10 @@ func (a *Annealer) claim(ctx context.Context, n int) ([]*Work, error) {
 		if work, err = a.load(tx, ids); err != nil {
 			return err
 		}
-		return ch.nodeRoles(tx, ids)
+		if err := ch.nodeRoles(tx, ids); err != nil {
+			return err
+		}
+		return a.cfg.Bus.Record(tx, ch.Events)
 	})
 	if err != nil {
 		if isUnique(err) {
@@ -477,7 +492,7 @@ func (a *Annealer) claim(ctx context.Context, n int) ([]*Work, error) {
 		}
 		return nil, err
 	}
-	a.cfg.Bus.Publish(ch.Events...)
+	a.cfg.Bus.Kick()
 	return work, nil
 }
 

@@ -344,4 +344,11 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX audit_log_user ON audit_log (username, id)`},
+	{9, "event log", `
+CREATE TABLE events (
+	id {{pk}},
+	at {{time}} NOT NULL,
+	body TEXT NOT NULL
+);
+CREATE INDEX events_at ON events (at)`},
 }
