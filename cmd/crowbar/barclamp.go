@@ -40,21 +40,13 @@ result loads: ABI version and manifest.`,
 				return usageError{fmt.Errorf("%s is not a directory", dir)}
 			}
 			if out == "" {
-				out = filepath.Base(filepath.Clean(dir)) + ".wasm"
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return err
+				}
+				out = filepath.Base(abs) + ".wasm" // "." names the directory it is
 			}
-			abs, err := filepath.Abs(out)
-			if err != nil {
-				return err
-			}
-			out = abs
-			gb := exec.CommandContext(cmd.Context(), "go", "build", "-buildmode=c-shared", "-o", out, ".")
-			gb.Dir = dir // the barclamp's own module (or the one it sits in)
-			gb.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-			gb.Stdout, gb.Stderr = os.Stderr, os.Stderr
-			if err := gb.Run(); err != nil {
-				return fmt.Errorf("go build: %w", err)
-			}
-			m, digest, err := inspectFile(cmd.Context(), out)
+			m, digest, err := buildBarclamp(cmd.Context(), dir, out)
 			if err != nil {
 				return err
 			}
@@ -133,8 +125,25 @@ finds them compiled and is ready at once.`,
 		},
 	}
 	precompile.Flags().StringVar(&cacheDir, "wasm-cache", "", "the compilation cache (default the user's cache dir, crowbar/wasm-cache)")
-	cmd.AddCommand(build, inspect, precompile)
+	cmd.AddCommand(build, inspect, precompile, newBarclampNewCmd(), newBarclampTestCmd())
 	return cmd
+}
+
+// buildBarclamp compiles the barclamp in dir to out (made absolute) with
+// the stock Go toolchain, its output on stderr, and checks that it loads.
+func buildBarclamp(ctx context.Context, dir, out string) (*barclamp.Manifest, string, error) {
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return nil, "", err
+	}
+	gb := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-o", abs, ".")
+	gb.Dir = dir // the barclamp's own module (or the one it sits in)
+	gb.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	gb.Stdout, gb.Stderr = os.Stderr, os.Stderr
+	if err := gb.Run(); err != nil {
+		return nil, "", fmt.Errorf("go build: %w", err)
+	}
+	return inspectFile(ctx, abs)
 }
 
 // inspectFile loads a module the way the server would and validates its

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/crowbar-go/crowbar/barclamps"
 )
@@ -28,11 +33,15 @@ func TestBarclampBuildAndInspect(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	example := filepath.Join(filepath.Dir(file), "..", "..", "examples", "hello-barclamp")
 	wasm := filepath.Join(t.TempDir(), "hello.wasm")
-	out, err := run(t, "barclamp", "build", example, "-o", wasm)
-	if err != nil || !strings.Contains(out, "barclamp hello 1.0.0, 1 role(s), 1 route(s)") {
+	// The real binary, not this test's: compiling a module under -race
+	// takes ten times as long.
+	bin := testBinary(t)
+	b, err := exec.Command(bin, "barclamp", "build", example, "-o", wasm).CombinedOutput()
+	if out := string(b); err != nil || !strings.Contains(out, "barclamp hello 1.0.0, 1 role(s), 1 route(s)") {
 		t.Fatalf("build: %v %s", err, out)
 	}
-	out, err = run(t, "barclamp", "inspect", wasm)
+	b, err = exec.Command(bin, "barclamp", "inspect", wasm).Output()
+	out := string(b)
 	if err != nil {
 		t.Fatalf("inspect: %v %s", err, out)
 	}
@@ -85,4 +94,116 @@ func TestBarclampPrecompile(t *testing.T) {
 	if err != nil || len(entries) == 0 {
 		t.Fatalf("nothing in the cache: %v %v", entries, err)
 	}
+}
+
+// TestBarclampNewOutsideTheRepository does what a third-party author does,
+// in a directory outside this repository with only the crowbar binary and
+// the Go toolchain: scaffold, build, run the scaffold's checks in a real
+// host, install into a running server, enable, call the route.
+func TestBarclampNewOutsideTheRepository(t *testing.T) {
+	bin := testBinary(t)
+	work := t.TempDir()
+	start := time.Now()
+	sh := func(dir string, wantCode int, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != wantCode {
+			t.Fatalf("crowbar %s: exit %d, want %d\n%s", strings.Join(args, " "), code, wantCode, out)
+		}
+		return string(out)
+	}
+	sh(work, 0, "barclamp", "new", "greeter")
+	mod := filepath.Join(work, "greeter")
+	if out := sh(mod, 0, "barclamp", "build", "."); !strings.Contains(out, "built greeter.wasm: barclamp greeter 0.1.0, 1 role(s), 1 route(s)") {
+		t.Fatalf("build: %s", out)
+	}
+	if out := sh(mod, 0, "barclamp", "test", "."); !strings.Contains(out, "3 of 3 checks passed") {
+		t.Fatalf("test: %s", out)
+	}
+
+	base, key := binaryServer(t, bin)
+	c := newCLI(t, base, key)
+	c.ok("barclamps", "install", filepath.Join(mod, "greeter.wasm"))
+	c.ok("barclamps", "enable", "greeter", "in", "system")
+	code, body := seedCurl(t, base, key, "--url", base+"/greeter/v2/greetings/bob")
+	if code != 200 || !jsonSame(body, map[string]any{"hello": "bob"}) {
+		t.Fatalf("the installed barclamp's route: %d %v", code, body)
+	}
+	t.Logf("empty directory → barclamp installed and answering: %s", time.Since(start).Round(time.Millisecond))
+
+	// A check that fails says which and why, with the server's log, exit 1.
+	checks := filepath.Join(mod, "barclamp_test.yaml")
+	b, _ := os.ReadFile(checks)
+	os.WriteFile(checks, bytes.Replace(b, []byte("greeted: test-node.example.com"), []byte("greeted: someone-else"), 1), 0o644) //nolint:errcheck
+	out := sh(mod, 1, "barclamp", "test", ".")
+	if !strings.Contains(out, `FAIL role greeter-node on test-node.example.com: wall.greeted is "test-node.example.com", want "someone-else"`) ||
+		!strings.Contains(out, "2 of 3 checks passed") || !strings.Contains(out, "--- server log") {
+		t.Fatalf("a failing check: %s", out)
+	}
+	os.WriteFile(checks, append(b, []byte("colour: red\n")...), 0o644) //nolint:errcheck
+	if out := sh(mod, 2, "barclamp", "test", "."); !strings.Contains(out, "field colour not found") {
+		t.Fatalf("an unknown field in the checks: %s", out)
+	}
+	// Mistakes in `new` are usage errors; nothing is overwritten.
+	if out := sh(work, 2, "barclamp", "new", "greeter"); !strings.Contains(out, "is not empty") {
+		t.Fatalf("new into a non-empty directory: %s", out)
+	}
+	if out := sh(work, 2, "barclamp", "new", "Bad_Name"); !strings.Contains(out, "lower-case letters") {
+		t.Fatalf("new with a bad name: %s", out)
+	}
+}
+
+// binaryServer runs the real binary's server on SQLite in a temporary data
+// dir until the test ends (installs compile modules at full speed, not
+// under this test's -race); it returns the base URL and the install key.
+func binaryServer(t *testing.T, bin string) (base, key string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "server", "--data-dir", dir, "--wasm-cache", sharedWasmCache, "--listen", addr, "--log-level", "warn")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+		cmd.Wait()                          //nolint:errcheck
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	base = "http://" + addr
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(base + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server is not ready after a minute: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "crowbar.install.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, strings.TrimSpace(string(b))
 }
