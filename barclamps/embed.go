@@ -4,9 +4,12 @@
 package barclamps
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"io/fs"
 	"strings"
+	"sync"
 )
 
 //go:embed all:dist
@@ -32,3 +35,19 @@ func Embedded() (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// Trusted returns the digests (barclamp.Digest: hex SHA-256; this package
+// builds for wasip1 too, so it does not import core/barclamp) of the
+// embedded modules:
+// first-party code, which the server runs without wazero's loop guard
+// (plugins.Config.Trusted). Only these exact bytes are trusted; any other
+// module, whatever its name, keeps the guard.
+var Trusted = sync.OnceValue(func() map[string]bool {
+	out := map[string]bool{}
+	embedded, _ := Embedded()
+	for _, wasm := range embedded {
+		sum := sha256.Sum256(wasm)
+		out[hex.EncodeToString(sum[:])] = true
+	}
+	return out
+})

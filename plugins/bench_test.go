@@ -90,17 +90,34 @@ func BenchmarkRouteCall(b *testing.B) {
 	b.Run("go", func(b *testing.B) {
 		reportLatency(b, 1, func() error { _, err := goEcho(echoReq); return err })
 	})
-	b.Run("wasm/ping", func(b *testing.B) { // the fixed cost: a route that does nothing
-		h := pluginstest.Host(b, st, plugins.Config{PoolSize: 1})
-		mod, err := h.Compile(ctx, "", wasm)
-		if err != nil {
-			b.Fatal(err)
+	// guarded: as every installed module runs; trusted: as the embedded
+	// first-party ones do (no check on loop back-edges).
+	for _, trust := range []string{"guarded", "trusted"} {
+		cfg := plugins.Config{PoolSize: 1}
+		if trust == "trusted" {
+			cfg.Trusted = map[string]bool{barclamp.Digest(wasm): true}
 		}
-		defer mod.Close(ctx)
-		ping := &barclamp.HTTPRequest{Method: "GET", Path: "/echo/v2/ping", Route: "GET /ping"}
-		reportLatency(b, 1, func() error { _, err := mod.HTTP(ctx, ping); return err })
-	})
-	for _, pool := range []int{1, 2, 4} {
+		b.Run("wasm/ping/"+trust, func(b *testing.B) { // the fixed cost: a route that does nothing
+			h := pluginstest.Host(b, st, cfg)
+			mod, err := h.Compile(ctx, "", wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			ping := &barclamp.HTTPRequest{Method: "GET", Path: "/echo/v2/ping", Route: "GET /ping"}
+			reportLatency(b, 1, func() error { _, err := mod.HTTP(ctx, ping); return err })
+		})
+		b.Run("wasm/echo/pool=1/"+trust, func(b *testing.B) {
+			h := pluginstest.Host(b, st, cfg)
+			mod, err := h.Compile(ctx, "", wasm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			reportLatency(b, 1, func() error { _, err := mod.HTTP(ctx, echoReq); return err })
+		})
+	}
+	for _, pool := range []int{2, 4} {
 		b.Run(fmt.Sprintf("wasm/echo/pool=%d", pool), func(b *testing.B) {
 			h := pluginstest.Host(b, st, plugins.Config{PoolSize: pool})
 			mod, err := h.Compile(ctx, "", wasm)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crowbar-go/crowbar/barclamps"
 	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
 	"github.com/crowbar-go/crowbar/plugins"
@@ -15,6 +16,9 @@ import (
 
 // Every fault fails its own call with a clear CallError, the instance is
 // replaced, and calls keep being served, also while a fault is running.
+// The host trusts the embedded first-party modules as the server does
+// (pluginstest.Host): the loop guard, and so the deadline, still holds for
+// every other module.
 func TestFaultsFailOneCallAndTheHostKeepsServing(t *testing.T) {
 	ctx := context.Background()
 	wasm := pluginstest.Build(t, "plugins/testdata/faulty")
@@ -71,4 +75,43 @@ func asCallError(err error, target **barclamp.CallError) bool {
 	ce, ok := err.(*barclamp.CallError)
 	*target = ce
 	return ok
+}
+
+// Only the exact bytes of an embedded first-party module run without the
+// loop guard; any other module keeps it, whatever it is called.
+func TestOnlyEmbeddedModulesAreTrusted(t *testing.T) {
+	ctx := context.Background()
+	embedded, _ := barclamps.Embedded()
+	if len(embedded) == 0 {
+		t.Fatal("no embedded barclamps: run make barclamps (make test does)")
+	}
+	st := storetest.Open(t, storetest.Databases(t)[0].DSN)
+	h := pluginstest.Host(t, st, plugins.Config{PoolSize: 1})
+	trusted := func(wasm []byte) bool {
+		mod, err := h.Compile(ctx, "", wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mod.Close(ctx)
+		return mod.(interface{ Trusted() bool }).Trusted()
+	}
+	if !trusted(embedded["network"]) {
+		t.Error("the embedded network barclamp runs with the loop guard")
+	}
+	if trusted(pluginstest.Build(t, "plugins/testdata/faulty")) {
+		t.Error("a third-party module runs without the loop guard")
+	}
+	// A host trusting nothing runs even first-party bytes guarded.
+	echo := pluginstest.Build(t, "plugins/testdata/echo")
+	for _, trust := range []map[string]bool{{}, {barclamp.Digest(echo): true}} {
+		h := pluginstest.Host(t, st, plugins.Config{PoolSize: 1, Trusted: trust})
+		mod, err := h.Compile(ctx, "", echo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := mod.(interface{ Trusted() bool }).Trusted(); got != (len(trust) == 1) {
+			t.Errorf("trusting %v: echo trusted=%v", trust, got)
+		}
+		mod.Close(ctx)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
 
@@ -17,8 +18,8 @@ import (
 // Functions taking a request read JSON at (ptr, len) in the guest's memory;
 // functions answering bytes allocate them in the guest with crowbar_alloc
 // and return ptr<<32 | len (docs/abi.md).
-func (h *Host) instantiateHostModule(ctx context.Context) error {
-	b := h.rt.NewHostModuleBuilder("crowbar")
+func (h *Host) instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
+	b := rt.NewHostModuleBuilder("crowbar")
 	b.NewFunctionBuilder().WithFunc(h.hostLog).Export("log")
 	b.NewFunctionBuilder().WithFunc(h.jsonCall(h.hostAPI)).Export("api")
 	b.NewFunctionBuilder().WithFunc(h.jsonCall(h.kvGet)).Export("kv_get")

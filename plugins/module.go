@@ -20,6 +20,8 @@ import (
 // module is one compiled barclamp with its pool of instances.
 type module struct {
 	host     *Host
+	rt       wazero.Runtime // the host's guarded runtime, or its trusted one
+	trusted  bool           // no guard: a deadline cannot stop a loop
 	compiled wazero.CompiledModule
 	name     string
 	manifest *barclamp.Manifest
@@ -28,6 +30,11 @@ type module struct {
 	slots  chan struct{}  // one token per live instance, capacity = pool size
 	closed atomic.Bool
 }
+
+// Trusted reports whether the module runs without the loop guard (its
+// bytes are a trusted first-party module's): a deadline cannot stop a loop
+// in it.
+func (m *module) Trusted() bool { return m.trusted }
 
 // instance is one instantiated copy of a module. It serves one call at a
 // time; after a failed call it is discarded, never reused.
@@ -78,7 +85,7 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 		WithStdout(logWriter{m.host.log.Info, name}).
 		WithStderr(logWriter{m.host.log.Warn, name}).
 		WithStdin(strings.NewReader(""))
-	mod, err := m.host.rt.InstantiateModule(ctx, m.compiled, cfg)
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}

@@ -93,7 +93,7 @@ finds them compiled and is ready at once.`,
 				return err
 			}
 			start := time.Now()
-			h, err := plugins.New(cmd.Context(), plugins.Config{CacheDir: cacheDir, PoolSize: 1})
+			h, err := plugins.New(cmd.Context(), plugins.Config{CacheDir: cacheDir, PoolSize: 1, Trusted: barclamps.Trusted()})
 			if err != nil {
 				return err
 			}

@@ -180,7 +180,8 @@ func startCheckServer(ctx context.Context, dir string, log hclog.Logger, output 
 		st.Close() //nolint:errcheck
 		return nil, err
 	}
-	host, err := plugins.New(ctx, plugins.Config{CacheDir: defaultWasmCache(dir), PoolSize: 2, Logger: log, KV: barclamp.NewKV(st.DB)})
+	host, err := plugins.New(ctx, plugins.Config{CacheDir: defaultWasmCache(dir), PoolSize: 2, Logger: log, KV: barclamp.NewKV(st.DB),
+		Trusted: barclamps.Trusted()})
 	if err != nil {
 		st.Close() //nolint:errcheck
 		return nil, err

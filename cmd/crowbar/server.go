@@ -205,7 +205,7 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	}
 	host, err := plugins.New(ctx, plugins.Config{CacheDir: o.wasmCacheDir(), PoolSize: o.wasmPool,
 		MemoryMiB: o.wasmMemoryMiB, HTTPTimeout: o.wasmHTTPTimeout, HookTimeout: o.wasmHookTimeout,
-		Logger: log, KV: barclamp.NewKV(st.DB)})
+		Logger: log, KV: barclamp.NewKV(st.DB), Trusted: barclamps.Trusted()})
 	if err != nil {
 		return err
 	}

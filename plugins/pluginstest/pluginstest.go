@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/crowbar-go/crowbar/barclamps"
 	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/crowbar-go/crowbar/plugins"
@@ -54,6 +55,9 @@ func Host(t testing.TB, st *store.Store, cfg plugins.Config) *plugins.Host {
 		cfg.CacheDir = filepath.Join(os.TempDir(), "crowbar-test-wasm-cache")
 	}
 	cfg.KV = barclamp.NewKV(st.DB)
+	if cfg.Trusted == nil {
+		cfg.Trusted = barclamps.Trusted() // as the server runs them
+	}
 	h, err := plugins.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
