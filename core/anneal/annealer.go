@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -535,6 +536,8 @@ func (a *Annealer) load(tx *gorm.DB, ids []int64) ([]*Work, error) {
 		return nil, err
 	}
 	out := make([]*Work, 0, len(nrs))
+	var merging []mergeItem
+	var mergeInto []*Work
 	for _, nr := range nrs {
 		w := &Work{NodeRole: nr, Node: *nodes[nr.NodeID], Role: *roles[nr.RoleID], Deployment: *deps[nr.DeploymentID]}
 		w.NodeRole.StateName = model.StateNames[nr.State]
@@ -542,13 +545,19 @@ func (a *Annealer) load(tx *gorm.DB, ids []int64) ([]*Work, error) {
 			w.Barclamp = bc.Name
 		}
 		if w.Role.JigName != "noop" {
-			merged, err := Merged(tx, &w.NodeRole, &w.Node, &w.Role)
-			if err != nil {
-				return nil, err
-			}
-			w.Attribs = merged
+			merging = append(merging, mergeItem{&w.NodeRole, &w.Node, &w.Role})
+			mergeInto = append(mergeInto, w)
 		}
 		out = append(out, w)
+	}
+	if len(merging) > 0 {
+		merged, err := mergeAll(tx, merging)
+		if err != nil {
+			return nil, err
+		}
+		for i, w := range mergeInto {
+			w.Attribs = merged[i]
+		}
 	}
 	return out, nil
 }
@@ -582,73 +591,146 @@ func byID[T any, PT interface {
 // node or whose role has the server flag, then the node-role's own wall,
 // system and user data. Later wins.
 func Merged(tx *gorm.DB, nr *model.NodeRole, node *model.Node, role *model.Role) (json.RawMessage, error) {
-	out := map[string]any{}
-	ancestors, err := roleAncestors(tx, role)
+	out, err := mergeAll(tx, []mergeItem{{nr, node, role}})
 	if err != nil {
 		return nil, err
 	}
-	roleIDs := make([]int64, 0, len(ancestors))
-	for _, r := range ancestors {
-		roleIDs = append(roleIDs, r.ID)
+	return out[0], nil
+}
+
+// mergeItem is one node-role to compute Merged for.
+type mergeItem struct {
+	nr   *model.NodeRole
+	node *model.Node
+	role *model.Role
+}
+
+// parentRow is a parent node-role of a node-role being merged.
+type parentRow struct {
+	model.NodeRole
+	ChildID      int64
+	ParentServer bool
+}
+
+// mergeAll is Merged for many node-roles (a claimed batch) with five
+// queries in all: what they share — roles, attribs, deployment-role data —
+// is read once, and their parents together.
+func mergeAll(tx *gorm.DB, items []mergeItem) ([]json.RawMessage, error) {
+	var allRoles []model.Role
+	if err := tx.Order("id").Find(&allRoles).Error; err != nil {
+		return nil, err
+	}
+	byName := make(map[string]*model.Role, len(allRoles))
+	for i := range allRoles {
+		byName[allRoles[i].Name] = &allRoles[i]
+	}
+	ancestors := map[int64][]*model.Role{}
+	union := map[int64]bool{}
+	var depIDs, childIDs []int64
+	seenDep := map[int64]bool{}
+	for _, it := range items {
+		if _, ok := ancestors[it.role.ID]; !ok {
+			ancestors[it.role.ID] = roleAncestors(it.role, byName)
+			for _, r := range ancestors[it.role.ID] {
+				union[r.ID] = true
+			}
+		}
+		if !seenDep[it.nr.DeploymentID] {
+			seenDep[it.nr.DeploymentID] = true
+			depIDs = append(depIDs, it.nr.DeploymentID)
+		}
+		childIDs = append(childIDs, it.nr.ID)
+	}
+	roleIDs := make([]int64, 0, len(union))
+	for id := range union {
+		roleIDs = append(roleIDs, id)
 	}
 	var attribs []model.Attrib
 	if err := tx.Where("role_id IN ?", roleIDs).Order("\"order\", id").Find(&attribs).Error; err != nil {
 		return nil, err
 	}
-	for _, at := range attribs {
-		if len(at.Default) > 0 && string(at.Default) != "null" {
-			var v any
-			if json.Unmarshal(at.Default, &v) == nil {
-				put(out, mapPath(&at), v)
-			}
-		}
-	}
-	for i := len(ancestors) - 1; i >= 0; i-- { // the role itself last
-		if t, err := decodeObject(ancestors[i].Template); err == nil {
-			merge(out, t)
-		}
-	}
 	var drs []model.DeploymentRole
-	if err := tx.Where("deployment_id = ? AND role_id IN ?", nr.DeploymentID, roleIDs).Find(&drs).Error; err != nil {
+	if err := tx.Where("deployment_id IN ? AND role_id IN ?", depIDs, roleIDs).Find(&drs).Error; err != nil {
 		return nil, err
 	}
-	byRole := map[int64]model.JSON{}
+	type depRole struct{ dep, role int64 }
+	committed := map[depRole]model.JSON{}
 	for _, dr := range drs {
-		byRole[dr.RoleID] = dr.CommittedData
+		committed[depRole{dr.DeploymentID, dr.RoleID}] = dr.CommittedData
 	}
-	for i := len(ancestors) - 1; i >= 0; i-- {
-		if d, err := decodeObject(byRole[ancestors[i].ID]); err == nil {
-			merge(out, d)
+	parents := map[int64][]model.NodeRole{}
+	for _, part := range chunks(childIDs, 5000) {
+		var rows []parentRow
+		err := tx.Table("node_roles").Joins("JOIN node_role_edges e ON e.parent_id = node_roles.id").
+			Joins("JOIN roles r ON r.id = node_roles.role_id").
+			Where("e.child_id IN ?", part).Order("node_roles.cohort, node_roles.id").
+			Select("node_roles.*, e.child_id AS child_id, r.server AS parent_server").Scan(&rows).Error
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			parents[r.ChildID] = append(parents[r.ChildID], r.NodeRole)
 		}
 	}
-	if hint, err := decodeObject(node.Hint); err == nil {
-		for _, at := range attribs {
-			if v, ok := dig(hint, mapPath(&at)); ok {
-				put(out, mapPath(&at), v)
+
+	out := make([]json.RawMessage, len(items))
+	for k, it := range items {
+		anc := ancestors[it.role.ID]
+		mine := map[int64]bool{}
+		for _, r := range anc {
+			mine[r.ID] = true
+		}
+		var ats []*model.Attrib
+		for i := range attribs {
+			if r := attribs[i].RoleID; r != nil && mine[*r] {
+				ats = append(ats, &attribs[i])
 			}
 		}
-	}
-	var parents []model.NodeRole
-	err = tx.Table("node_roles").Joins("JOIN node_role_edges e ON e.parent_id = node_roles.id").
-		Joins("JOIN roles r ON r.id = node_roles.role_id").
-		Where("e.child_id = ? AND (node_roles.node_id = ? OR r.server = ?)", nr.ID, nr.NodeID, true).
-		Order("node_roles.cohort, node_roles.id").Select("node_roles.*").Find(&parents).Error
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range parents {
-		for _, src := range []model.JSON{p.Wall, p.SysData, p.CommittedData} {
+		data := map[string]any{}
+		for _, at := range ats {
+			if len(at.Default) > 0 && string(at.Default) != "null" {
+				var v any
+				if json.Unmarshal(at.Default, &v) == nil {
+					put(data, mapPath(at), v)
+				}
+			}
+		}
+		for i := len(anc) - 1; i >= 0; i-- { // the role itself last
+			if t, err := decodeObject(anc[i].Template); err == nil {
+				merge(data, t)
+			}
+		}
+		for i := len(anc) - 1; i >= 0; i-- {
+			if d, err := decodeObject(committed[depRole{it.nr.DeploymentID, anc[i].ID}]); err == nil {
+				merge(data, d)
+			}
+		}
+		if hint, err := decodeObject(it.node.Hint); err == nil {
+			for _, at := range ats {
+				if v, ok := dig(hint, mapPath(at)); ok {
+					put(data, mapPath(at), v)
+				}
+			}
+		}
+		for _, p := range parents[it.nr.ID] {
+			for _, src := range []model.JSON{p.Wall, p.SysData, p.CommittedData} {
+				if d, err := decodeObject(src); err == nil {
+					merge(data, d)
+				}
+			}
+		}
+		for _, src := range []model.JSON{it.nr.Wall, it.nr.SysData, it.nr.CommittedData} {
 			if d, err := decodeObject(src); err == nil {
-				merge(out, d)
+				merge(data, d)
 			}
 		}
-	}
-	for _, src := range []model.JSON{nr.Wall, nr.SysData, nr.CommittedData} {
-		if d, err := decodeObject(src); err == nil {
-			merge(out, d)
+		b, err := json.Marshal(data)
+		if err != nil {
+			return nil, err
 		}
+		out[k] = b
 	}
-	return json.Marshal(out)
+	return out, nil
 }
 
 func mapPath(a *model.Attrib) []string {
@@ -659,28 +741,23 @@ func mapPath(a *model.Attrib) []string {
 }
 
 // roleAncestors returns role and every role it requires, transitively,
-// nearest first.
-func roleAncestors(tx *gorm.DB, role *model.Role) ([]model.Role, error) {
-	out := []model.Role{*role}
+// nearest first (roles of one level in id order); a required role that
+// does not exist is skipped.
+func roleAncestors(role *model.Role, byName map[string]*model.Role) []*model.Role {
+	out := []*model.Role{role}
 	seen := map[string]bool{role.Name: true}
 	for i := 0; i < len(out); i++ {
-		var reqs []string
-		for _, r := range out[i].Requires {
-			if !seen[r] {
-				seen[r] = true
-				reqs = append(reqs, r)
+		var level []*model.Role
+		for _, name := range out[i].Requires {
+			if r := byName[name]; r != nil && !seen[name] {
+				seen[name] = true
+				level = append(level, r)
 			}
 		}
-		if len(reqs) == 0 {
-			continue
-		}
-		var rs []model.Role
-		if err := tx.Where("name IN ?", reqs).Find(&rs).Error; err != nil {
-			return nil, err
-		}
-		out = append(out, rs...)
+		sort.Slice(level, func(a, b int) bool { return level[a].ID < level[b].ID })
+		out = append(out, level...)
 	}
-	return out, nil
+	return out
 }
 
 // Status is what GET /api/v2/anneal reports.

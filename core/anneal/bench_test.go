@@ -21,16 +21,25 @@ func BenchmarkConverge10k(b *testing.B) { benchConverge(b, "noop", nil) }
 
 // BenchmarkConverge10kWasm is the same with every node-role run by a wasm
 // hook (plugins/testdata/chain, a pool of 4 instances): 10,000 calls into
-// the barclamp.
+// the barclamp. guarded runs it as an installed module runs; trusted as
+// the embedded first-party ones do (no loop guard).
 func BenchmarkConverge10kWasm(b *testing.B) {
-	benchConverge(b, "wasm", func(st *store.Store) anneal.Jig {
-		host := pluginstest.Host(b, st, plugins.Config{PoolSize: 4})
-		m, err := host.Compile(context.Background(), "chain", pluginstest.Build(b, "plugins/testdata/chain"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		return anneal.WasmJig(oneModule{m})
-	})
+	for _, trust := range []string{"guarded", "trusted"} {
+		b.Run(trust, func(b *testing.B) {
+			benchConverge(b, "wasm", func(st *store.Store) anneal.Jig {
+				wasm := pluginstest.Build(b, "plugins/testdata/chain")
+				cfg := plugins.Config{PoolSize: 4, Trusted: map[string]bool{}}
+				if trust == "trusted" {
+					cfg.Trusted[barclamp.Digest(wasm)] = true
+				}
+				m, err := pluginstest.Host(b, st, cfg).Compile(context.Background(), "chain", wasm)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return anneal.WasmJig(oneModule{m})
+			})
+		})
+	}
 }
 
 // oneModule serves a single compiled module as the loaded barclamps.
