@@ -24,7 +24,6 @@ package sdk
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -210,7 +209,7 @@ func (b *Barclamp) manifest() manifestJSON {
 func (b *Barclamp) serve(req *Request) (resp *Response) {
 	defer func() {
 		if v := recover(); v != nil {
-			resp = Error(http.StatusInternalServerError, "barclamp %s panicked: %v", b.Name, v)
+			resp = Error(500, "barclamp %s panicked: %v", b.Name, v)
 			Log(LevelError, "handler panicked", "route", req.Route, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 	}()
@@ -219,10 +218,10 @@ func (b *Barclamp) serve(req *Request) (resp *Response) {
 			if r := rt.Handler(req); r != nil {
 				return r
 			}
-			return &Response{Status: http.StatusNoContent}
+			return &Response{Status: 204}
 		}
 	}
-	return Error(http.StatusNotFound, "barclamp %s has no route %s", b.Name, req.Route)
+	return Error(404, "barclamp %s has no route %s", b.Name, req.Route)
 }
 
 func (b *Barclamp) hook(ev *Event) (res *Result) {
@@ -306,7 +305,7 @@ func (r *Request) QueryValue(name string) string {
 
 // Header returns the first value of header name (canonical form, e.g. "Content-Type").
 func (r *Request) Header(name string) string {
-	if v := r.Headers[http.CanonicalHeaderKey(name)]; len(v) > 0 {
+	if v := r.Headers[canonicalHeader(name)]; len(v) > 0 {
 		return v[0]
 	}
 	return ""
@@ -333,7 +332,7 @@ type Response struct {
 func JSON(status int, v any) *Response {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return Error(http.StatusInternalServerError, "cannot encode reply: %v", err)
+		return Error(500, "cannot encode reply: %v", err)
 	}
 	return &Response{Status: status, Headers: map[string][]string{"Content-Type": {"application/json"}}, Body: b}
 }

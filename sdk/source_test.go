@@ -4,6 +4,7 @@ package sdk_test
 
 import (
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -37,5 +38,15 @@ func TestSourceHasEverySDKFile(t *testing.T) {
 	sort.Strings(want)
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("embedded %v, want %v", got, want)
+	}
+}
+
+// canonicalHeader (the SDK's, to avoid net/http) agrees with net/http.
+func TestCanonicalHeaderMatchesNetHTTP(t *testing.T) {
+	for _, name := range []string{"content-type", "Content-Type", "CONTENT-TYPE", "x-crowbar-request-id", "accept",
+		"www-authenticate", "a", "", "-x-", "x--y", "content type", "ünicode", "X_Under_Score", "etag", "Last-Event-ID"} {
+		if got, want := sdk.CanonicalHeader(name), http.CanonicalHeaderKey(name); got != want {
+			t.Errorf("%q: %q, net/http says %q", name, got, want)
+		}
 	}
 }

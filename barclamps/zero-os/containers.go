@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"regexp"
 	"sort"
 	"strconv"
@@ -89,20 +88,20 @@ func invalid(field, format string, args ...any) *sdk.Response {
 func decodeCreate(r *sdk.Request) (*Container, *sdk.Response) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(r.Body, &raw); err != nil {
-		return nil, sdk.Error(http.StatusBadRequest, "malformed JSON body: %v", err)
+		return nil, sdk.Error(sdk.StatusBadRequest, "malformed JSON body: %v", err)
 	}
 	norm := map[string]json.RawMessage{}
 	for k, v := range raw {
 		f, ok := createFields[k]
 		if !ok {
-			return nil, sdk.Error(http.StatusBadRequest, "unknown field '%s'", k)
+			return nil, sdk.Error(sdk.StatusBadRequest, "unknown field '%s'", k)
 		}
 		norm[f] = v
 	}
 	b, _ := json.Marshal(norm)
 	var c Container
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, sdk.Error(http.StatusBadRequest, "malformed container: %v", err)
+		return nil, sdk.Error(sdk.StatusBadRequest, "malformed container: %v", err)
 	}
 	switch {
 	case !nameRule.MatchString(c.Name):
@@ -263,7 +262,7 @@ func listContainers(r *sdk.Request) *sdk.Response {
 	}
 	entries, err := sdk.KVList("container/" + node + "/")
 	if err != nil {
-		return sdk.Error(http.StatusInternalServerError, "%v", err)
+		return sdk.Error(sdk.StatusInternalServerError, "%v", err)
 	}
 	live, err := running(node)
 	if err != nil {
@@ -286,7 +285,7 @@ func listContainers(r *sdk.Request) *sdk.Response {
 		out = append(out, item{ID: c.Name, Name: c.Name, Hostname: c.Hostname, Flist: c.Flist, Status: c.Status})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return sdk.JSON(http.StatusOK, out)
+	return sdk.JSON(sdk.StatusOK, out)
 }
 
 func createContainer(r *sdk.Request) *sdk.Response {
@@ -313,22 +312,22 @@ func createContainer(r *sdk.Request) *sdk.Response {
 	// Refused early so nothing is stored; the host refuses the create itself
 	// anyway (it never trusts the guest with who may change a node).
 	if r.Caller == nil || (r.Caller.Role != "admin" && r.Caller.Role != "operator") {
-		return sdk.Error(http.StatusForbidden, "creating a container needs the operator or admin role")
+		return sdk.Error(sdk.StatusForbidden, "creating a container needs the operator or admin role")
 	}
 	rec := &record{Spec: *c, Node: node}
 	b, _ := json.Marshal(rec)
 	_, ok, err := sdk.KVCompareAndSwap(key(node, c.Name), b, 0)
 	if err != nil {
-		return sdk.Error(http.StatusInternalServerError, "%v", err)
+		return sdk.Error(sdk.StatusInternalServerError, "%v", err)
 	}
 	if !ok {
-		return sdk.Error(http.StatusConflict, "container '%s' already exists on node %s", c.Name, node)
+		return sdk.Error(sdk.StatusConflict, "container '%s' already exists on node %s", c.Name, node)
 	}
 	start(rec)
 	if err := save(rec, revision(node, c.Name)); err != nil {
-		return sdk.Error(http.StatusInternalServerError, "%v", err)
+		return sdk.Error(sdk.StatusInternalServerError, "%v", err)
 	}
-	return &sdk.Response{Status: http.StatusNoContent}
+	return &sdk.Response{Status: sdk.StatusNoContent}
 }
 
 func revision(node, name string) int64 {
@@ -344,10 +343,10 @@ func container(r *sdk.Request) (*record, int64, *sdk.Response) {
 	}
 	rec, rev, err := load(node, r.Param("name"))
 	if err != nil {
-		return nil, 0, sdk.Error(http.StatusInternalServerError, "%v", err)
+		return nil, 0, sdk.Error(sdk.StatusInternalServerError, "%v", err)
 	}
 	if rec == nil {
-		return nil, 0, sdk.Error(http.StatusNotFound, "container '%s' not found on node %s", r.Param("name"), node)
+		return nil, 0, sdk.Error(sdk.StatusNotFound, "container '%s' not found on node %s", r.Param("name"), node)
 	}
 	return rec, rev, nil
 }
@@ -361,7 +360,7 @@ func getContainer(r *sdk.Request) *sdk.Response {
 	if err != nil {
 		return failed(err)
 	}
-	return sdk.JSON(http.StatusOK, view(rec, live))
+	return sdk.JSON(sdk.StatusOK, view(rec, live))
 }
 
 // terminate stops the container on its node (if it runs there).
@@ -388,9 +387,9 @@ func deleteContainer(r *sdk.Request) *sdk.Response {
 		return failed(err)
 	}
 	if _, err := sdk.KVDelete(key(rec.Node, rec.Spec.Name), rev); err != nil {
-		return sdk.Error(http.StatusInternalServerError, "%v", err)
+		return sdk.Error(sdk.StatusInternalServerError, "%v", err)
 	}
-	return &sdk.Response{Status: http.StatusNoContent}
+	return &sdk.Response{Status: sdk.StatusNoContent}
 }
 
 func startContainer(r *sdk.Request) *sdk.Response {
@@ -403,19 +402,19 @@ func startContainer(r *sdk.Request) *sdk.Response {
 		return failed(err)
 	}
 	if rec.Corex != 0 && live[rec.Corex] == "running" {
-		return &sdk.Response{Status: http.StatusNoContent}
+		return &sdk.Response{Status: sdk.StatusNoContent}
 	}
 	if rec.Corex != 0 {
 		terminate(rec) //nolint:errcheck // a halted leftover
 	}
 	start(rec)
 	if err := save(rec, rev); err != nil {
-		return sdk.Error(http.StatusConflict, "%v", err)
+		return sdk.Error(sdk.StatusConflict, "%v", err)
 	}
 	if rec.Error != "" {
-		return sdk.Error(http.StatusBadGateway, "container '%s' did not start: %s", rec.Spec.Name, rec.Error)
+		return sdk.Error(sdk.StatusBadGateway, "container '%s' did not start: %s", rec.Spec.Name, rec.Error)
 	}
-	return &sdk.Response{Status: http.StatusNoContent}
+	return &sdk.Response{Status: sdk.StatusNoContent}
 }
 
 func stopContainer(r *sdk.Request) *sdk.Response {
@@ -427,9 +426,9 @@ func stopContainer(r *sdk.Request) *sdk.Response {
 		return failed(err)
 	}
 	if err := save(rec, rev); err != nil {
-		return sdk.Error(http.StatusConflict, "%v", err)
+		return sdk.Error(sdk.StatusConflict, "%v", err)
 	}
-	return &sdk.Response{Status: http.StatusNoContent}
+	return &sdk.Response{Status: sdk.StatusNoContent}
 }
 
 // inside is the node reference of the request's running container.
@@ -443,7 +442,7 @@ func inside(r *sdk.Request) (sdk.NodeRef, *sdk.Response) {
 		return sdk.NodeRef{}, failed(err)
 	}
 	if rec.Corex == 0 || live[rec.Corex] != "running" {
-		return sdk.NodeRef{}, sdk.Error(http.StatusConflict, "container '%s' is not running", rec.Spec.Name)
+		return sdk.NodeRef{}, sdk.Error(sdk.StatusConflict, "container '%s' is not running", rec.Spec.Name)
 	}
 	return sdk.Node(rec.Node).Container(rec.Corex), nil
 }
@@ -453,7 +452,7 @@ func inside(r *sdk.Request) (sdk.NodeRef, *sdk.Response) {
 func decodeSystem(r *sdk.Request) (*CoreSystem, *sdk.Response) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(r.Body, &raw); err != nil {
-		return nil, sdk.Error(http.StatusBadRequest, "malformed JSON body: %v", err)
+		return nil, sdk.Error(sdk.StatusBadRequest, "malformed JSON body: %v", err)
 	}
 	norm := map[string]json.RawMessage{}
 	for k, v := range raw {
@@ -463,13 +462,13 @@ func decodeSystem(r *sdk.Request) (*CoreSystem, *sdk.Response) {
 		case "environment", "env":
 			norm["environment"] = v
 		default:
-			return nil, sdk.Error(http.StatusBadRequest, "unknown field '%s'", k)
+			return nil, sdk.Error(sdk.StatusBadRequest, "unknown field '%s'", k)
 		}
 	}
 	b, _ := json.Marshal(norm)
 	var p CoreSystem
 	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, sdk.Error(http.StatusBadRequest, "malformed process: %v", err)
+		return nil, sdk.Error(sdk.StatusBadRequest, "malformed process: %v", err)
 	}
 	if p.Name == "" {
 		return nil, invalid("name", "is required: the program to run")
@@ -488,7 +487,7 @@ func decodeSignal(r *sdk.Request) (int, *sdk.Response) {
 	}{}
 	if len(r.Body) > 0 {
 		if err := r.Decode(&body); err != nil {
-			return 0, sdk.Error(http.StatusBadRequest, "%v", err)
+			return 0, sdk.Error(sdk.StatusBadRequest, "%v", err)
 		}
 	}
 	sig := 15

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
-	"net/http"
 	"strings"
 
 	"github.com/crowbar-go/crowbar/sdk"
@@ -27,7 +26,7 @@ func filePath(r *sdk.Request) (string, *sdk.Response) {
 			Path string `json:"path"`
 		}
 		if err := r.Decode(&body); err != nil {
-			return "", sdk.Error(http.StatusBadRequest, "%v", err)
+			return "", sdk.Error(sdk.StatusBadRequest, "%v", err)
 		}
 		p = body.Path
 	}
@@ -65,14 +64,14 @@ func download(r *sdk.Request) *sdk.Response {
 		}
 		b, err := base64.StdEncoding.DecodeString(block)
 		if err != nil {
-			return sdk.Error(http.StatusBadGateway, "the node answered a block that is not base64: %v", err)
+			return sdk.Error(sdk.StatusBadGateway, "the node answered a block that is not base64: %v", err)
 		}
 		if len(b) == 0 {
 			break
 		}
 		out.Write(b)
 	}
-	return &sdk.Response{Status: http.StatusOK, Headers: map[string][]string{"Content-Type": {"application/octet-stream"}}, Body: out.Bytes()}
+	return &sdk.Response{Status: sdk.StatusOK, Headers: map[string][]string{"Content-Type": {"application/octet-stream"}}, Body: out.Bytes()}
 }
 
 // uploaded reads the "file" part of a multipart body. Zero-OS's generated
@@ -84,7 +83,7 @@ func uploaded(r *sdk.Request) ([]byte, *sdk.Response) {
 	if err != nil || boundary == "" {
 		first, _, _ := bytes.Cut(r.Body, []byte("\r\n"))
 		if !bytes.HasPrefix(first, []byte("--")) {
-			return nil, sdk.Error(http.StatusBadRequest, "the upload must be multipart/form-data with a part named file")
+			return nil, sdk.Error(sdk.StatusBadRequest, "the upload must be multipart/form-data with a part named file")
 		}
 		boundary = string(first[2:])
 	}
@@ -92,15 +91,15 @@ func uploaded(r *sdk.Request) ([]byte, *sdk.Response) {
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
-			return nil, sdk.Error(http.StatusBadRequest, "the upload has no part named file")
+			return nil, sdk.Error(sdk.StatusBadRequest, "the upload has no part named file")
 		}
 		if err != nil {
-			return nil, sdk.Error(http.StatusBadRequest, "malformed multipart body: %v", err)
+			return nil, sdk.Error(sdk.StatusBadRequest, "malformed multipart body: %v", err)
 		}
 		if part.FormName() == "file" {
 			b, err := io.ReadAll(part)
 			if err != nil {
-				return nil, sdk.Error(http.StatusBadRequest, "malformed multipart body: %v", err)
+				return nil, sdk.Error(sdk.StatusBadRequest, "malformed multipart body: %v", err)
 			}
 			return b, nil
 		}
@@ -131,7 +130,7 @@ func upload(r *sdk.Request) *sdk.Response {
 	if _, err := ref.Call("filesystem.close", map[string]any{"fd": fd}); err != nil {
 		return failed(err)
 	}
-	return &sdk.Response{Status: http.StatusNoContent}
+	return &sdk.Response{Status: sdk.StatusNoContent}
 }
 
 func deleteFile(r *sdk.Request) *sdk.Response {
@@ -144,10 +143,10 @@ func deleteFile(r *sdk.Request) *sdk.Response {
 		return failed(err)
 	}
 	if !exists {
-		return sdk.Error(http.StatusNotFound, "no file %s in container '%s'", path, r.Param("name"))
+		return sdk.Error(sdk.StatusNotFound, "no file %s in container '%s'", path, r.Param("name"))
 	}
 	if _, err := ref.Call("filesystem.remove", map[string]any{"path": path}); err != nil {
 		return failed(err)
 	}
-	return &sdk.Response{Status: http.StatusNoContent}
+	return &sdk.Response{Status: sdk.StatusNoContent}
 }

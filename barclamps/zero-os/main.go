@@ -10,7 +10,6 @@ package main
 import (
 	"encoding/json"
 	"net"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,13 +131,13 @@ func agentNodes() ([]agentNode, error) {
 func listNodes(*sdk.Request) *sdk.Response {
 	nodes, err := agentNodes()
 	if err != nil {
-		return sdk.Error(http.StatusBadGateway, "list nodes: %v", err)
+		return sdk.Error(sdk.StatusBadGateway, "list nodes: %v", err)
 	}
 	out := make([]Node, 0, len(nodes))
 	for i := range nodes {
 		out = append(out, nodes[i].view())
 	}
-	return sdk.JSON(http.StatusOK, out)
+	return sdk.JSON(sdk.StatusOK, out)
 }
 
 // find returns the node whose Zero-OS id is the request's nodeid.
@@ -146,14 +145,14 @@ func find(r *sdk.Request) (*agentNode, *sdk.Response) {
 	id := strings.ToLower(r.Param("nodeid"))
 	nodes, err := agentNodes()
 	if err != nil {
-		return nil, sdk.Error(http.StatusBadGateway, "list nodes: %v", err)
+		return nil, sdk.Error(sdk.StatusBadGateway, "list nodes: %v", err)
 	}
 	for i := range nodes {
 		if nodes[i].Discovery.ZeroOS.ID == id {
 			return &nodes[i], nil
 		}
 	}
-	return nil, sdk.Error(http.StatusNotFound, "node '%s' not found (a node's id is its MAC without colons)", r.Param("nodeid"))
+	return nil, sdk.Error(sdk.StatusNotFound, "node '%s' not found (a node's id is its MAC without colons)", r.Param("nodeid"))
 }
 
 func getNode(r *sdk.Request) *sdk.Response {
@@ -161,7 +160,7 @@ func getNode(r *sdk.Request) *sdk.Response {
 	if fail != nil {
 		return fail
 	}
-	return sdk.JSON(http.StatusOK, n.view())
+	return sdk.JSON(sdk.StatusOK, n.view())
 }
 
 // failed answers a node command's error with its status (403, 404, 409,
@@ -169,12 +168,12 @@ func getNode(r *sdk.Request) *sdk.Response {
 func failed(err error) *sdk.Response {
 	if ne, ok := sdk.AsNodeError(err); ok && ne.Status >= 400 {
 		status := ne.Status
-		if status == http.StatusBadGateway && ne.Result != nil && ne.Result.Code == http.StatusNotFound {
-			status = http.StatusNotFound // the node ran the job: what it looked for is not there
+		if status == sdk.StatusBadGateway && ne.Result != nil && ne.Result.Code == sdk.StatusNotFound {
+			status = sdk.StatusNotFound // the node ran the job: what it looked for is not there
 		}
 		return sdk.Error(status, "%s", ne.Message)
 	}
-	return sdk.Error(http.StatusBadGateway, "%v", err)
+	return sdk.Error(sdk.StatusBadGateway, "%v", err)
 }
 
 // target is what a route acts on: the node, or with a {name} in its path
@@ -202,7 +201,7 @@ func info(command string, asList bool) sdk.HandlerFunc {
 		if asList && r.Param("name") == "" {
 			v = []any{v}
 		}
-		return sdk.JSON(http.StatusOK, v)
+		return sdk.JSON(sdk.StatusOK, v)
 	}
 }
 
@@ -234,7 +233,7 @@ func listJobs(r *sdk.Request) *sdk.Response {
 			out = append(out, JobListItem{ID: j.Cmd.ID, StartTime: j.StartTime})
 		}
 	}
-	return sdk.JSON(http.StatusOK, out)
+	return sdk.JSON(sdk.StatusOK, out)
 }
 
 // noContent runs one command on the request's target and answers 204.
@@ -253,7 +252,7 @@ func noContent(command string, args func(r *sdk.Request) (map[string]any, *sdk.R
 		if _, err := ref.Call(command, a); err != nil {
 			return failed(err)
 		}
-		return &sdk.Response{Status: http.StatusNoContent}
+		return &sdk.Response{Status: sdk.StatusNoContent}
 	}
 }
 
@@ -312,7 +311,7 @@ func getJob(r *sdk.Request) *sdk.Response {
 	if err != nil {
 		return failed(err)
 	}
-	return sdk.JSON(http.StatusOK, jobResult(res))
+	return sdk.JSON(sdk.StatusOK, jobResult(res))
 }
 
 // startSystem starts a CoreSystem on the target; POST …/jobs answers 202
@@ -331,9 +330,9 @@ func startSystem(r *sdk.Request) *sdk.Response {
 		return failed(err)
 	}
 	if !strings.HasSuffix(r.Path, "/jobs") {
-		return &sdk.Response{Status: http.StatusAccepted}
+		return &sdk.Response{Status: sdk.StatusAccepted}
 	}
-	resp := sdk.JSON(http.StatusAccepted, map[string]string{"id": id})
+	resp := sdk.JSON(sdk.StatusAccepted, map[string]string{"id": id})
 	resp.Headers["Location"] = []string{r.Path + "/" + id}
 	return resp
 }
@@ -368,13 +367,13 @@ func listProcesses(r *sdk.Request) *sdk.Response {
 	if fail != nil {
 		return fail
 	}
-	return sdk.JSON(http.StatusOK, ps)
+	return sdk.JSON(sdk.StatusOK, ps)
 }
 
 func pidParam(r *sdk.Request) (int, *sdk.Response) {
 	pid, err := strconv.Atoi(r.Param("pid"))
 	if err != nil || pid <= 0 {
-		return 0, sdk.Error(http.StatusBadRequest, "pid '%s' is not a process id", r.Param("pid"))
+		return 0, sdk.Error(sdk.StatusBadRequest, "pid '%s' is not a process id", r.Param("pid"))
 	}
 	return pid, nil
 }
@@ -389,9 +388,9 @@ func getProcess(r *sdk.Request) *sdk.Response {
 		return fail
 	}
 	if len(ps) == 0 {
-		return sdk.Error(http.StatusNotFound, "process %d not found", pid)
+		return sdk.Error(sdk.StatusNotFound, "process %d not found", pid)
 	}
-	return sdk.JSON(http.StatusOK, ps[0])
+	return sdk.JSON(sdk.StatusOK, ps[0])
 }
 
 func mustJSON(v any) []byte {

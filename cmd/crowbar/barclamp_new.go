@@ -158,7 +158,7 @@ func converge(e *sdk.Event) *sdk.Result {
 
 // greet answers GET /{{.Name}}/v2/greetings/{name}.
 func greet(r *sdk.Request) *sdk.Response {
-	return sdk.JSON(200, map[string]any{"hello": r.Param("name")})
+	return sdk.JSON(sdk.StatusOK, map[string]any{"hello": r.Param("name")})
 }
 
 func main() {} // required by the Go toolchain; never called

@@ -1,0 +1,4 @@
+package sdk
+
+// CanonicalHeader exposes canonicalHeader to the tests.
+var CanonicalHeader = canonicalHeader
