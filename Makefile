@@ -9,7 +9,7 @@ PKGS    := ./...
 BARCLAMPS := $(patsubst barclamps/%/,%,$(sort $(dir $(wildcard barclamps/*/main.go))))
 WASM      := $(patsubst %,barclamps/dist/%.wasm,$(BARCLAMPS))
 
-.PHONY: all build barclamps run test test-tools vet fmt-check bench clean agent discovery-image e2e e2e-tools fuzz
+.PHONY: all build barclamps run test test-tools vet fmt-check bench clean agent discovery-image e2e e2e-tools fuzz faults
 
 all: build
 
@@ -70,6 +70,13 @@ test: build test-tools vet fmt-check
 	$(GO) test $(RACE) $(TESTFLAGS) -count=1 $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
+## faults: the fault campaign at full size (docs/reliability.md): 20 kill -9 of a 10,000 node-role
+## converge through a counting wasm hook on SQLite and PostgreSQL, and a replica killed mid-converge.
+## and PostgreSQL restarted under load. make test runs the first two short (1,000 node-roles, 3 kills).
+faults: build
+	./$(BIN) barclamp precompile --wasm-cache $${TMPDIR:-/tmp}/crowbar-test-wasm-cache
+	CROWBAR_FAULTS=1 $(GO) test $(TESTFLAGS) -count=1 -timeout 60m -v -run 'TestKill9Campaign|TestReplicaKilledMidConverge|TestPostgresRestartUnderLoad' ./cmd/crowbar
+
 ## fuzz: each fuzz target for $(FUZZTIME) (make test runs 3 s each; corpora in testdata/fuzz)
 FUZZTIME ?= 2m
 FUZZ     := core/model:FuzzValidFQDN core/model:FuzzValidName core/auth:FuzzParseDigest core/boot:FuzzDHCPHandle api:FuzzNodeBodies
@@ -101,7 +108,7 @@ test-tools:
 vet:
 	$(GO) vet $(PKGS)
 	CGO_ENABLED=0 $(GO) build -tags agentonly -o /dev/null ./cmd/crowbar
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/ ./barclamps/... ./examples/... ./plugins/testdata/echo ./plugins/testdata/faulty ./plugins/testdata/graph ./plugins/testdata/chain ./plugins/testdata/scriptjig
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/ ./barclamps/... ./examples/... ./plugins/testdata/echo ./plugins/testdata/faulty ./plugins/testdata/graph ./plugins/testdata/chain ./plugins/testdata/counter ./plugins/testdata/scriptjig
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

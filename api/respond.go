@@ -10,6 +10,7 @@ import (
 
 	"github.com/crowbar-go/crowbar/core/core0"
 	"github.com/crowbar-go/crowbar/core/model"
+	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -55,8 +56,10 @@ func StatusOf(err error) int {
 		return http.StatusConflict
 	case errors.As(err, &be):
 		return http.StatusBadRequest
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), store.IsUnavailable(err):
 		return http.StatusServiceUnavailable
+	case store.IsFull(err):
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }
@@ -92,6 +95,13 @@ func writeError(w http.ResponseWriter, r *http.Request, typ string, err error) {
 		loggerFrom(r).Warn("node command failed", "error", err)
 	case errors.As(err, &he) && status == http.StatusServiceUnavailable:
 		// A deliberate 503 (still starting) says why itself.
+	case status == http.StatusServiceUnavailable && store.IsUnavailable(err):
+		loggerFrom(r).Warn("request failed: the database is unavailable", "error", err)
+		body.Message = "the database is unavailable (restarting or unreachable); try again"
+		w.Header().Set("Retry-After", "2")
+	case status == http.StatusInsufficientStorage:
+		loggerFrom(r).Error("request failed: the database is out of space", "error", err)
+		body.Message = "the database is out of space; nothing was changed (free space on the server's disk, then try again)"
 	case status >= 500:
 		loggerFrom(r).Error("request failed", "error", err)
 		body.Message = "internal error; see the server log for request " + w.Header().Get("X-Request-Id")

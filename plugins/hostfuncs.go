@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -138,6 +139,17 @@ func (h *Host) hostAPI(ctx context.Context, req []byte) any {
 		return apiResponse{Error: "the core API is not available"}
 	}
 	status, body, err := caller.Call(ctx, info(ctx).barclamp, r.Method, r.Path, r.Body)
+	// A read answered 503 (the database restarting, a barclamp loading) is
+	// tried again within the call's deadline; a write is not (it might
+	// have been applied): the barclamp sees the 503.
+	for wait := 100 * time.Millisecond; err == nil && status == 503 && (r.Method == "GET" || r.Method == "HEAD"); wait = min(2*wait, 2*time.Second) {
+		select {
+		case <-ctx.Done():
+			return apiResponse{Status: status, Body: body}
+		case <-time.After(wait):
+		}
+		status, body, err = caller.Call(ctx, info(ctx).barclamp, r.Method, r.Path, r.Body)
+	}
 	if err != nil {
 		return apiResponse{Error: err.Error()}
 	}
@@ -179,7 +191,9 @@ func (h *Host) kvGet(ctx context.Context, req []byte) any {
 	if fail != nil {
 		return fail
 	}
-	e, found, err := h.cfg.KV.Get(ctx, info(ctx).barclamp, r.Key)
+	var e barclamp.KVEntry
+	var found bool
+	err := outlastOutage(ctx, func() (err error) { e, found, err = h.cfg.KV.Get(ctx, info(ctx).barclamp, r.Key); return })
 	if err != nil {
 		return kvAnswer{Error: err.Error()}
 	}
@@ -191,7 +205,12 @@ func (h *Host) kvCAS(ctx context.Context, req []byte) any {
 	if fail != nil {
 		return fail
 	}
-	rev, ok, err := h.cfg.KV.CAS(ctx, info(ctx).barclamp, r.Key, r.Value, r.Expected)
+	var rev int64
+	var ok bool
+	err := outlastOutage(ctx, func() (err error) {
+		rev, ok, err = h.cfg.KV.CAS(ctx, info(ctx).barclamp, r.Key, r.Value, r.Expected)
+		return
+	})
 	if err != nil {
 		return kvAnswer{Error: err.Error()}
 	}
@@ -203,7 +222,8 @@ func (h *Host) kvList(ctx context.Context, req []byte) any {
 	if fail != nil {
 		return fail
 	}
-	entries, err := h.cfg.KV.List(ctx, info(ctx).barclamp, r.Prefix)
+	var entries []barclamp.KVEntry
+	err := outlastOutage(ctx, func() (err error) { entries, err = h.cfg.KV.List(ctx, info(ctx).barclamp, r.Prefix); return })
 	if err != nil {
 		return kvAnswer{Error: err.Error()}
 	}
@@ -215,9 +235,27 @@ func (h *Host) kvDelete(ctx context.Context, req []byte) any {
 	if fail != nil {
 		return fail
 	}
-	ok, err := h.cfg.KV.Delete(ctx, info(ctx).barclamp, r.Key, r.Expected)
+	var ok bool
+	err := outlastOutage(ctx, func() (err error) { ok, err = h.cfg.KV.Delete(ctx, info(ctx).barclamp, r.Key, r.Expected); return })
 	if err != nil {
 		return kvAnswer{Error: err.Error()}
 	}
 	return kvAnswer{OK: ok}
+}
+
+// outlastOutage runs fn again while it fails because the database is
+// unreachable (a restart, a fail-over), backing off up to 2 s, within the
+// call's deadline: a barclamp's KV calls ride out a short outage.
+func outlastOutage(ctx context.Context, fn func() error) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := fn()
+		if err == nil || !store.IsUnavailable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }

@@ -19,7 +19,6 @@ import (
 // node-roles created.
 func SeedChain(t testing.TB, db *gorm.DB, nodes, n int, jig string) int {
 	t.Helper()
-	ctx := context.Background()
 	bc := model.Barclamp{Name: "chain", Version: "1", Source: "installed", Manifest: model.EmptyObject}
 	if err := db.Create(&bc).Error; err != nil {
 		t.Fatal(err)
@@ -38,17 +37,32 @@ func SeedChain(t testing.TB, db *gorm.DB, nodes, n int, jig string) int {
 		}
 		last = r
 	}
+	BindNodes(t, db, nodes, last.Name, "chain")
+	return nodes * n
+}
+
+// BindNodes creates nodes alive nodes named n<i>.<domain>.test, binds the
+// role named role on each (which binds the roles it requires) and commits
+// them, a hundred per transaction. It returns how many node-roles exist
+// now.
+func BindNodes(t testing.TB, db *gorm.DB, nodes int, role, domain string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	var r model.Role
+	if err := db.Where("name = ?", role).Take(&r).Error; err != nil {
+		t.Fatalf("role %s: %v", role, err)
+	}
 	const batch = 100
 	for start := 0; start < nodes; start += batch {
 		err := db.Transaction(func(tx *gorm.DB) error {
 			for i := start; i < min(start+batch, nodes); i++ {
-				node := model.Node{Name: fmt.Sprintf("c%05d.chain.test", i), Alive: true, DeploymentID: model.SystemDeploymentID,
+				node := model.Node{Name: fmt.Sprintf("c%05d.%s.test", i, domain), Alive: true, DeploymentID: model.SystemDeploymentID,
 					Discovery: model.EmptyObject, Hint: model.EmptyObject, Bootenv: "local", Order: 10000}
 				if err := tx.Create(&node).Error; err != nil {
 					return err
 				}
 				var ch anneal.Changes
-				if _, err := anneal.Bind(ctx, tx, node.ID, last.ID, 0, &ch); err != nil {
+				if _, err := anneal.Bind(ctx, tx, node.ID, r.ID, 0, &ch); err != nil {
 					return err
 				}
 				if err := anneal.CommitNode(tx, &node, &ch); err != nil {
@@ -61,5 +75,7 @@ func SeedChain(t testing.TB, db *gorm.DB, nodes, n int, jig string) int {
 			t.Fatal(err)
 		}
 	}
-	return nodes * n
+	var n int64
+	db.Model(&model.NodeRole{}).Count(&n)
+	return n
 }
