@@ -79,7 +79,7 @@ faults: build
 
 ## fuzz: each fuzz target for $(FUZZTIME) (make test runs 3 s each; corpora in testdata/fuzz)
 FUZZTIME ?= 2m
-FUZZ     := core/model:FuzzValidFQDN core/model:FuzzValidName core/auth:FuzzParseDigest core/boot:FuzzDHCPHandle api:FuzzNodeBodies
+FUZZ     := core/model:FuzzValidFQDN core/model:FuzzValidName core/auth:FuzzParseDigest core/boot:FuzzDHCPHandle api:FuzzNodeBodies core/anneal:FuzzAttribMerge core/barclamp:FuzzManifest
 fuzz:
 	@for t in $(FUZZ); do \
 		echo "fuzz $$t for $(FUZZTIME)"; \
