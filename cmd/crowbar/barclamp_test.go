@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -166,44 +163,9 @@ func TestBarclampNewOutsideTheRepository(t *testing.T) {
 // under this test's -race); it returns the base URL and the install key.
 func binaryServer(t *testing.T, bin string) (base, key string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "server", "--data-dir", dir, "--wasm-cache", sharedWasmCache, "--listen", addr, "--log-level", "warn")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
-		cmd.Wait()                          //nolint:errcheck
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	base = "http://" + addr
-	deadline := time.Now().Add(time.Minute)
-	for {
-		resp, err := http.Get(base + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server is not ready after a minute: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "crowbar.install.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base, strings.TrimSpace(string(b))
+	s := &faultServer{t: t, bin: bin, dir: dir, dsn: filepath.Join(dir, "crowbar.db")}
+	s.start()
+	t.Cleanup(s.stop)
+	return s.base, s.key()
 }

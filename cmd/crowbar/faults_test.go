@@ -37,6 +37,7 @@ func campaignSize() (nodes, kills int) {
 const campaignWorkers = 8
 
 // faultServer is the real binary serving one database from one data dir.
+// newFaultServer makes one for the campaign: its workers and a short lease.
 type faultServer struct {
 	t    *testing.T
 	bin  string
@@ -44,6 +45,28 @@ type faultServer struct {
 	dsn  string
 	base string
 	cmd  *exec.Cmd
+	args []string // more server flags
+}
+
+func newFaultServer(t *testing.T, bin, dsn string) *faultServer {
+	return &faultServer{t: t, bin: bin, dir: t.TempDir(), dsn: dsn,
+		args: []string{"--anneal-workers", strconv.Itoa(campaignWorkers), "--anneal-lease", "2s"}}
+}
+
+// seedCounter installs the counting barclamp through s (started and
+// stopped again), then binds its last role on nodes new nodes: it returns
+// the store and the number of node-roles.
+func seedCounter(t *testing.T, s *faultServer, nodes int, domain string) (*store.Store, int64) {
+	t.Helper()
+	s.start()
+	installCounter(t, s)
+	s.stop()
+	st, err := store.Open(context.Background(), s.dsn, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, annealtest.BindNodes(t, st.DB, nodes, "counter-9", domain)
 }
 
 func (s *faultServer) start() {
@@ -55,8 +78,8 @@ func (s *faultServer) start() {
 	addr := ln.Addr().String()
 	ln.Close()
 	s.base = "http://" + addr
-	s.cmd = exec.Command(s.bin, "server", "--data-dir", s.dir, "--wasm-cache", sharedWasmCache, "--database", s.dsn, "--listen", addr,
-		"--log-level", "error", "--anneal-workers", strconv.Itoa(campaignWorkers), "--anneal-lease", "2s")
+	s.cmd = exec.Command(s.bin, append([]string{"server", "--data-dir", s.dir, "--wasm-cache", sharedWasmCache, "--database", s.dsn,
+		"--listen", addr, "--log-level", "error"}, s.args...)...)
 	s.cmd.Stderr = os.Stderr
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -148,18 +171,8 @@ func TestKill9Campaign(t *testing.T) {
 	nodes, kills := campaignSize()
 	for _, db := range storetest.Databases(t) {
 		t.Run(string(db.Dialect), func(t *testing.T) {
-			dir := t.TempDir()
-			dsn := db.DSN
-			s := &faultServer{t: t, bin: bin, dir: dir, dsn: dsn}
-			s.start()
-			installCounter(t, s)
-			s.stop()
-			st, err := store.Open(context.Background(), dsn, store.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			total := annealtest.BindNodes(t, st.DB, nodes, "counter-9", "fault")
+			s := newFaultServer(t, bin, db.DSN)
+			st, total := seedCounter(t, s, nodes, "fault")
 
 			began := time.Now()
 			inFlight := map[int64]int{} // node-role → kills it was running at
@@ -236,21 +249,15 @@ func TestReplicaKilledMidConverge(t *testing.T) {
 	}
 	bin := testBinary(t)
 	nodes, _ := campaignSize()
-	a := &faultServer{t: t, bin: bin, dir: t.TempDir(), dsn: dsn}
-	b := &faultServer{t: t, bin: bin, dir: t.TempDir(), dsn: dsn}
-	a.start()
-	installCounter(t, a)
-	a.stop()
-	st, err := store.Open(context.Background(), dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	total := annealtest.BindNodes(t, st.DB, nodes, "counter-9", "replica")
+	a, b := newFaultServer(t, bin, dsn), newFaultServer(t, bin, dsn)
+	st, total := seedCounter(t, a, nodes, "replica")
 	a.start()
 	b.start()
 	defer b.stop()
-	for countState(st, model.StateActive) < total/4 {
+	for deadline := time.Now().Add(2 * time.Minute); countState(st, model.StateActive) < total/4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress: %d of %d active", countState(st, model.StateActive), total)
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	running := a.kill(st)
@@ -300,16 +307,8 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		t.Skip("needs root and one local cluster in /etc/postgresql (pg_ctlcluster)")
 	}
 	bin := testBinary(t)
-	s := &faultServer{t: t, bin: bin, dir: t.TempDir(), dsn: dsn}
-	s.start()
-	installCounter(t, s)
-	s.stop()
-	st, err := store.Open(context.Background(), dsn, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	total := annealtest.BindNodes(t, st.DB, 500, "counter-9", "restart")
+	s := newFaultServer(t, bin, dsn)
+	st, total := seedCounter(t, s, 500, "restart")
 	s.start()
 	defer s.stop()
 	user, pass, _ := strings.Cut(s.key(), ":")
@@ -347,7 +346,10 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	for countStateRetry(st, model.StateActive) < total/4 {
+	for deadline := time.Now().Add(2 * time.Minute); countStateRetry(st, model.StateActive) < total/4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress: %d of %d active", countStateRetry(st, model.StateActive), total)
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	began := time.Now()
@@ -419,7 +421,7 @@ func TestSQLiteFullDisk(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) }) //nolint:errcheck
 	dsn := filepath.Join(dir, "crowbar.db")
-	s := &faultServer{t: t, bin: bin, dir: dir, dsn: dsn}
+	s := &faultServer{t: t, bin: bin, dir: dir, dsn: dsn} // its data dir is the tmpfs
 	s.start()
 	defer s.stop()
 	user, pass, _ := strings.Cut(s.key(), ":")
