@@ -86,7 +86,7 @@ soak: build
 
 ## fuzz: each fuzz target for $(FUZZTIME) (make test runs 3 s each; corpora in testdata/fuzz)
 FUZZTIME ?= 2m
-FUZZ     := core/model:FuzzValidFQDN core/model:FuzzValidName core/auth:FuzzParseDigest core/boot:FuzzDHCPHandle api:FuzzNodeBodies core/anneal:FuzzAttribMerge core/barclamp:FuzzManifest
+FUZZ     := core/model:FuzzValidFQDN core/model:FuzzValidName core/auth:FuzzParseDigest core/boot:FuzzDHCPHandle api:FuzzNodeBodies core/anneal:FuzzAttribMerge core/anneal:FuzzHookResult core/barclamp:FuzzManifest core/agent:FuzzReadCommand
 fuzz:
 	@for t in $(FUZZ); do \
 		echo "fuzz $$t for $(FUZZTIME)"; \

@@ -46,23 +46,34 @@ func newJobs(a *Agent) *jobs {
 
 var idInJSON = regexp.MustCompile(`"id"\s*:\s*"([^"\\]{1,200})"`)
 
+// readCommand decodes a pushed command. One that cannot be read yields
+// the id it names, if any, so that it can be answered under that id.
+func readCommand(raw []byte) (cmd core0.Command, id string, err error) {
+	if err := json.Unmarshal(raw, &cmd); err != nil {
+		m := idInJSON.FindSubmatch(raw)
+		if m == nil {
+			return cmd, "", fmt.Errorf("the command is not valid JSON and names no id: %v", err)
+		}
+		return cmd, string(m[1]), fmt.Errorf("the command is not valid JSON: %v", err)
+	}
+	if cmd.ID == "" {
+		return cmd, "", errors.New("the command has no id")
+	}
+	return cmd, cmd.ID, nil
+}
+
 // submit accepts one pushed command. A command that cannot be read but
 // names an id gets an ERROR result under that id; one that names none is
 // refused to the pusher.
 func (js *jobs) submit(raw []byte) error {
-	var cmd core0.Command
-	if err := json.Unmarshal(raw, &cmd); err != nil {
-		m := idInJSON.FindSubmatch(raw)
-		if m == nil {
-			return fmt.Errorf("the command is not valid JSON and names no id: %v", err)
+	cmd, id, err := readCommand(raw)
+	if err != nil {
+		if id == "" {
+			return err
 		}
-		id := string(m[1])
 		js.a.log.Warn("malformed command", "id", id, "error", err)
-		js.refuse(core0.Command{ID: id}, core0.StateError, core0.CodeBadRequest, fmt.Sprintf("the command is not valid JSON: %v", err))
+		js.refuse(core0.Command{ID: id}, core0.StateError, core0.CodeBadRequest, err.Error())
 		return nil
-	}
-	if cmd.ID == "" {
-		return errors.New("the command has no id")
 	}
 	js.mu.Lock()
 	if _, ok := js.running[cmd.ID]; ok {

@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/crowbar-go/crowbar/core/barclamp"
+	"github.com/crowbar-go/crowbar/core/model"
 )
 
 // FuzzAttribMerge: for any two JSON objects, merging src into dst leaves
@@ -65,4 +68,30 @@ func checkLeaves(t *testing.T, dst, src map[string]any, at []string) {
 			t.Fatalf("%v: src has %v, the result %v", path, v, dst[k])
 		}
 	}
+}
+
+// FuzzHookResult: whatever a module's hook answers (the ABI's hook
+// payload, decoded as the host decodes it), the annealer records a known
+// state, a run log, and wall data only when it is a JSON object.
+func FuzzHookResult(f *testing.F) {
+	f.Add(`{"state":"active","wall":{"a":1},"runlog":"ok"}`)
+	f.Add(`{"state":"error","error":"boom","runlog":"tried"}`)
+	f.Add(`{"state":"transition"}`)
+	f.Add(`{"state":"bogus","wall":[1,2]}`)
+	f.Add(`{"wall":"not an object"}`)
+	f.Fuzz(func(t *testing.T, raw string) {
+		var res barclamp.HookResult
+		if json.Unmarshal([]byte(raw), &res) != nil {
+			return // the host answers "malformed output" (a CallError) then
+		}
+		state, _, wall := outcome(result{res: &res})
+		if state != model.StateActive && state != model.StateTransition && state != model.StateError {
+			t.Fatalf("%s → state %d", raw, state)
+		}
+		if wall != nil {
+			if _, err := decodeObject(wall); err != nil {
+				t.Fatalf("%s → wall %s is not an object", raw, wall)
+			}
+		}
+	})
 }
