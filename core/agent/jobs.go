@@ -179,7 +179,13 @@ func (js *jobs) run(j *job) {
 			break
 		}
 	}
+	// The id stops counting as running as its result appears, atomically
+	// for submit: a duplicate pushed once the result can be read is
+	// answered DUPLICATE_ID, never dropped as if the job still ran.
+	js.mu.Lock()
+	delete(js.running, j.cmd.ID)
 	js.publish(j, r, true)
+	js.mu.Unlock()
 	j.cancel()
 }
 
