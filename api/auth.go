@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -30,7 +31,8 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			writeError(w, r, "", statusError(http.StatusServiceUnavailable, "barclamp "+name+" is still loading; try again shortly (GET /ready says when everything is)"))
 			return
 		}
-		if openPaths[r.URL.Path] || agentPaths[r.URL.Path] || s.isOpenBarclampRoute(r) {
+		if openPaths[r.URL.Path] || agentPaths[r.URL.Path] || s.isOpenBarclampRoute(r) || isUIAsset(r) ||
+			(r.URL.Path == sessionPath && r.Method == http.MethodPost) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -44,6 +46,22 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 			next.ServeHTTP(w, r)
 			return
+		}
+		if r.Header.Get("Authorization") == "" {
+			// A browser signed in to the web UI.
+			if caller, sess, err := s.sessionSignIn(r); caller != nil || err != nil {
+				if err == nil {
+					noteCaller(r.Context(), caller)
+					err = permits(caller, r)
+				}
+				if err != nil {
+					s.authFailed(w, r, err)
+					return
+				}
+				ctx := context.WithValue(auth.WithCaller(r.Context(), caller), sessionKey{}, sess)
+				next.ServeHTTP(w, r.WithContext(ctx))
+				return
+			}
 		}
 		caller, err := s.signIn(r)
 		var th *auth.Throttled
@@ -146,8 +164,12 @@ func (s *Server) authFailed(w http.ResponseWriter, r *http.Request, err error) {
 	case auth.TokenTooLong:
 		status = StatusTokenTooLong
 	default:
-		for _, c := range s.auth.Challenges(ae.Stale) {
-			w.Header().Add("WWW-Authenticate", c)
+		// A browser would answer a challenge with its own sign-in dialog
+		// in front of the web UI's form.
+		if !fromUI(r) {
+			for _, c := range s.auth.Challenges(ae.Stale) {
+				w.Header().Add("WWW-Authenticate", c)
+			}
 		}
 	}
 	writeError(w, r, "", statusError(status, ae.Message))
@@ -194,7 +216,7 @@ type tokenResponse struct {
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	caller := auth.CallerFrom(r.Context())
 	if caller.Scheme == "bearer" {
-		writeError(w, r, "token", statusError(http.StatusForbidden, "tokens are minted with digest credentials, not with another token"))
+		writeError(w, r, "token", statusError(http.StatusForbidden, "tokens are minted with digest credentials or a web session, not with another token"))
 		return
 	}
 	req := tokenRequest{Validity: 3600}

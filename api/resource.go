@@ -176,6 +176,14 @@ func (rs *Resource[T]) ListScoped(w http.ResponseWriter, r *http.Request, scope 
 				offset = n
 			}
 			paged = true
+		case "search":
+			if rs.NameCol == "" {
+				writeError(w, r, rs.Type, model.BadRequest("%s cannot be searched by name", rs.Path))
+				return
+			}
+			// Case-insensitive substring of the name; % and _ match themselves.
+			pat := "%" + likeEscaper.Replace(strings.ToLower(v)) + "%"
+			q = q.Where("LOWER("+rs.NameCol+") LIKE ? ESCAPE '\\'", pat)
 		default:
 			col, val, err := rs.filter(ctx, key, v)
 			if err != nil {
@@ -209,6 +217,8 @@ func (rs *Resource[T]) ListScoped(w http.ResponseWriter, r *http.Request, scope 
 	w.Header().Set("X-Total-Count", strconv.FormatInt(total, 10))
 	writeList(w, r, rs.Type, items)
 }
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)
 
 // filter turns one query parameter into a column and a typed value.
 func (rs *Resource[T]) filter(ctx context.Context, key, v string) (string, any, error) {
@@ -259,6 +269,9 @@ func (rs *Resource[T]) filterNames() []string {
 	}
 	for _, ref := range rs.Refs {
 		names = append(names, ref.Key)
+	}
+	if rs.NameCol != "" {
+		names = append(names, "search")
 	}
 	return sortedKeys(toSet(names))
 }

@@ -107,6 +107,7 @@ func (s *Server) mountV2(r prefixed) {
 	res.users.Mount(r)
 	s.mountLifecycle(r)
 	s.mountAgents(r)
+	s.mountSession(r)
 	r.HandleFunc("/tokens", s.createToken).Methods(http.MethodPost)
 	r.HandleFunc("/audit", s.listAudit).Methods(http.MethodGet)
 	r.HandleFunc("/barclamps", s.installBarclamp).Methods(http.MethodPost)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crowbar-go/crowbar/api/ui"
 	"github.com/crowbar-go/crowbar/core/anneal"
 	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/barclamp"
@@ -39,24 +40,28 @@ type Config struct {
 	// Advertise is the URL machines reach the server at, handed to
 	// barclamps with each request (see barclamp.HTTPRequest.Advertise).
 	Advertise string
+	// SessionTTL is how long a web UI sign-in lasts (default
+	// auth.DefaultSessionTTL).
+	SessionTTL time.Duration
 }
 
 // Server holds what the handlers share.
 type Server struct {
-	store     *store.Store
-	auth      *auth.Service
-	barclamps *barclamp.Registry
-	bridge    *bridge
-	handler   http.Handler // the whole stack, for in-process calls
-	log       hclog.Logger
-	res       resources
-	annealer  *anneal.Annealer
-	bus       *anneal.Bus
-	hooks     *anneal.Hooks
-	nodes     *nodes.Service
-	transport *nodes.Transport
-	auditLog  *auditWriter
-	advertise string
+	store      *store.Store
+	auth       *auth.Service
+	barclamps  *barclamp.Registry
+	bridge     *bridge
+	handler    http.Handler // the whole stack, for in-process calls
+	log        hclog.Logger
+	res        resources
+	annealer   *anneal.Annealer
+	bus        *anneal.Bus
+	hooks      *anneal.Hooks
+	nodes      *nodes.Service
+	transport  *nodes.Transport
+	auditLog   *auditWriter
+	advertise  string
+	sessionTTL time.Duration
 }
 
 // Nodes is the server's node-agent service.
@@ -109,7 +114,7 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	if cfg.Barclamps == nil {
 		panic("api: Config.Barclamps is required")
 	}
-	s := &Server{store: cfg.Store, auth: cfg.Auth, barclamps: cfg.Barclamps, log: cfg.Logger, advertise: strings.TrimSuffix(cfg.Advertise, "/"),
+	s := &Server{store: cfg.Store, auth: cfg.Auth, barclamps: cfg.Barclamps, log: cfg.Logger, advertise: strings.TrimSuffix(cfg.Advertise, "/"), sessionTTL: cfg.SessionTTL,
 		bridge: &bridge{routers: map[string]*bridgeRouter{}}, auditLog: &auditWriter{db: cfg.Store.DB}}
 	s.bus = anneal.NewBus(cfg.Store.DB, cfg.Store.Dialect == store.Postgres, cfg.Logger)
 	ac := cfg.Anneal
@@ -131,6 +136,10 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	jsonErrors(r)
 	r.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/ready", s.ready).Methods(http.MethodGet, http.MethodHead)
+	// The web UI's page and files (no data in them: open, like /health).
+	for _, p := range ui.Paths() {
+		r.Handle(p, ui.Handler()).Methods(http.MethodGet, http.MethodHead)
+	}
 	// Routes hang off the root router, not a subrouter: mux answers a
 	// method mismatch inside a subrouter with 404 instead of 405.
 	s.mountV2(prefixed{r, "/api/v2"})

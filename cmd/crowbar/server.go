@@ -63,6 +63,7 @@ type serverOptions struct {
 	defaultDomain  string
 	agentHeartbeat time.Duration
 	agentDeadAfter time.Duration
+	sessionTTL     time.Duration
 
 	bootInterface string
 	dhcpMode      string
@@ -127,6 +128,7 @@ CROWBAR_DATA_DIR, --database is CROWBAR_DATABASE, and so on. Flags win.`,
 	f.IntVar(&o.signinFree, "signin-free-failures", 5, "failed sign-ins in a row a user or an address gets before it must wait (1 s, doubling)")
 	f.DurationVar(&o.signinMaxWait, "signin-max-wait", time.Minute, "the longest wait after failed sign-ins (429 with Retry-After meanwhile); 0 disables throttling")
 	f.DurationVar(&o.auditRetention, "audit-retention", 90*24*time.Hour, "how long audit log entries are kept (pruned hourly); 0 keeps them forever")
+	f.DurationVar(&o.sessionTTL, "session-ttl", auth.DefaultSessionTTL, "how long a web UI sign-in lasts (the session cookie's lifetime)")
 	f.DurationVar(&o.eventRetention, "event-retention", 24*time.Hour, "how long the event log is kept for clients resuming with Last-Event-ID (pruned hourly); 0 keeps it forever")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (off when empty); scrapes need credentials")
 	f.StringVar(&o.metricsTokenFile, "metrics-token-file", "", "file holding a secret a scraper may send as a bearer token to --metrics-listen (crowbar users' credentials work too)")
@@ -154,6 +156,8 @@ func (o *serverOptions) checkTuning() error {
 		return usageError{fmt.Errorf("--signin-free-failures %d: want 1 or more", o.signinFree)}
 	case o.auditRetention < 0:
 		return usageError{fmt.Errorf("--audit-retention %s: want 0 (keep forever) or a positive duration", o.auditRetention)}
+	case o.sessionTTL < 0:
+		return usageError{fmt.Errorf("--session-ttl %s: want a positive duration", o.sessionTTL)}
 	case o.eventRetention < 0:
 		return usageError{fmt.Errorf("--event-retention %s: want 0 (keep forever) or a positive duration", o.eventRetention)}
 	case o.signinMaxWait < 0:
@@ -224,7 +228,7 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	if isLoopbackURL(advertise) {
 		log.Info("the advertised URL is loopback: only machines on this host can boot from it; set --advertise-url for others", "advertise_url", advertise)
 	}
-	apiSrv := api.New(api.Config{Store: st, Auth: svc, Barclamps: registry, Logger: log, MaxBody: o.maxBody, Advertise: advertise,
+	apiSrv := api.New(api.Config{Store: st, Auth: svc, Barclamps: registry, Logger: log, MaxBody: o.maxBody, Advertise: advertise, SessionTTL: o.sessionTTL,
 		Anneal: anneal.Config{Workers: o.annealWorkers, Lease: o.annealLease},
 		Nodes:  nodes.Config{DefaultDomain: o.defaultDomain, Heartbeat: o.agentHeartbeat, DeadAfter: o.agentDeadAfter}})
 	defer apiSrv.Transport().Close()

@@ -33,7 +33,7 @@ func ParseRole(s string) (Role, error) {
 type Caller struct {
 	Username string
 	Role     Role
-	Scheme   string // "digest", "bearer" or "internal"
+	Scheme   string // "digest", "bearer", "session" (the web UI) or "internal"
 }
 
 type callerKey struct{}

@@ -45,6 +45,7 @@ type Service struct {
 	now         func() time.Time
 	users       *userCache
 	tokens      *tokenCache
+	sessions    *sessionCache
 	throttle    *throttle
 }
 
@@ -100,6 +101,7 @@ func New(ctx context.Context, db *gorm.DB, cfg Config, log hclog.Logger) (*Servi
 	return &Service{db: db, log: log, digest: d, jwt: j, defaultRole: cfg.DefaultRole, now: cfg.Now,
 		users:    &userCache{ttl: cfg.UserCacheTTL, now: cfg.Now, m: map[string]cachedUser{}},
 		tokens:   &tokenCache{m: map[string]*Claims{}},
+		sessions: &sessionCache{ttl: cfg.UserCacheTTL, m: map[string]cachedSession{}},
 		throttle: newThrottle(db, cfg.Throttle, cfg.Now)}, nil
 }
 

@@ -351,4 +351,14 @@ CREATE TABLE events (
 	body TEXT NOT NULL
 );
 CREATE INDEX events_at ON events (at)`},
+	{10, "web sessions", `
+CREATE TABLE sessions (
+	id_hash TEXT PRIMARY KEY,
+	username TEXT NOT NULL,
+	csrf TEXT NOT NULL,
+	remote TEXT NOT NULL DEFAULT '',
+	created_at {{time}} NOT NULL,
+	expires_at {{time}} NOT NULL
+);
+CREATE INDEX sessions_expires ON sessions (expires_at)`},
 }
