@@ -128,8 +128,8 @@ function showError(form, err) {
 
 // form builds a form whose submit calls action(values); errors stay next to
 // it and the page is reloaded on success unless action returns false.
-function form(cls, fields, label, action) {
-  const f = h('form', { class: cls, novalidate: true },
+function form(cls, fields, label, action, id) {
+  const f = h('form', { class: cls, novalidate: true, id },
     fields.map((fd) => {
       let input;
       if (fd.options) {
@@ -292,7 +292,7 @@ async function overview() {
   await Promise.all([...new Set(errors.data.map((nr) => nr.node_id))].map(async (id) => {
     names.set(id, (await get('/api/v2/nodes/' + id)).name);
   }));
-  S.onEvent = debounce(() => render(), 1500);
+  S.onEvent = later(() => render(), 1500);
   return [h('h1', {}, 'Overview'),
     h('div', { class: 'cards' },
       h('section', { class: 'card', 'aria-labelledby': 'h-nodes' }, h('h2', { id: 'h-nodes' }, 'Nodes'),
@@ -317,6 +317,13 @@ function debounce(fn, ms) {
   return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
 }
 
+// later is debounce for a page: a call still pending when the user has
+// moved to another page is dropped.
+function later(fn, ms) {
+  const where = location.hash;
+  return debounce((...args) => { if (location.hash === where && S.me) fn(...args); }, ms);
+}
+
 async function deploymentsPage() {
   const list = await get('/api/v2/deployments');
   return [h('h1', {}, 'Deployments'),
@@ -329,7 +336,7 @@ async function deploymentsPage() {
       const d = (await api('POST', '/api/v2/deployments', v)).data;
       location.hash = '#/deployments/' + d.id;
       return false;
-    })] : null];
+    }, 'new-deployment')] : null];
 }
 
 // roleOrder sorts roles so that each comes after what it requires.
@@ -385,8 +392,9 @@ async function deploymentPage(id, q) {
     d.description ? h('p', {}, d.description) : null];
   if (canWrite()) {
     out.push(h('div', { class: 'toolbar', role: 'group', 'aria-label': 'deployment actions' },
+      // No redraw after: the event stream changes the cells in place.
       ['propose', 'commit', 'recall'].map((verb) => action(verb[0].toUpperCase() + verb.slice(1),
-        () => api('PUT', `/api/v2/deployments/${id}/${verb}`)))));
+        async () => { await api('PUT', `/api/v2/deployments/${id}/${verb}`); return false; }))));
   }
   out.push(h('h2', {}, `Node-roles (${graph.nodes.length})`));
   if (nodeNames.length > shown.length) {
@@ -405,10 +413,10 @@ async function deploymentPage(id, q) {
       'Bind', async (v) => {
         if (!v.nodes.length) throw new ApiError(422, { message: 'choose at least one node', field: 'nodes' });
         for (const node of v.nodes) await api('POST', '/api/v2/node_roles', { node: Number(node), role: v.role, deployment: Number(id) });
-      }) : h('p', { class: 'muted' }, here.length ? 'Enable a barclamp to bind its roles.' : 'Move nodes into this deployment to bind roles to them.'),
+      }, 'bind-role') : h('p', { class: 'muted' }, here.length ? 'Enable a barclamp to bind its roles.' : 'Move nodes into this deployment to bind roles to them.'),
       h('h2', {}, 'Move a node here'),
       form('inline', [{ name: 'node', label: 'Node name', placeholder: 'node.example.com', required: true }], 'Move here',
-        async (v) => { await api('PUT', '/api/v2/nodes/' + enc(v.node.trim()), { deployment_id: Number(id) }); }));
+        async (v) => { await api('PUT', '/api/v2/nodes/' + enc(v.node.trim()), { deployment_id: Number(id) }); }, 'move-node'));
   }
   out.push(h('h2', {}, 'Barclamps'),
     table(['Barclamp', 'Version', ''], enabled.map((b) => h('tr', {}, h('td', {}, b.name), h('td', {}, b.version),
@@ -416,9 +424,9 @@ async function deploymentPage(id, q) {
   const others = installed.filter((b) => !enabledNames.has(b.name));
   if (canWrite() && others.length) {
     out.push(form('inline', [{ name: 'barclamp', label: 'Barclamp', options: others.map((b) => [b.name, `${b.name} ${b.version}`]) }],
-      'Enable', async (v) => { await api('PUT', `/api/v2/deployments/${id}/barclamps/${enc(v.barclamp)}`); S.roles = null; }));
+      'Enable', async (v) => { await api('PUT', `/api/v2/deployments/${id}/barclamps/${enc(v.barclamp)}`); S.roles = null; }, 'enable-barclamp'));
   }
-  const refetch = debounce(() => render(), 400);
+  const refetch = later(() => render(), 400);
   S.onEvent = (ev) => {
     if (ev.type === 'deployment' && String(ev.id) === String(id)) {
       const el = document.getElementById('dstate');
@@ -471,7 +479,7 @@ async function nodesPage(q) {
       const n = (await api('POST', '/api/v2/nodes', { name: v.name, deployment: v.deployment })).data;
       location.hash = '#/nodes/' + n.id;
       return false;
-    })] : null];
+    }, 'new-node')] : null];
 }
 
 async function nodePage(id) {
@@ -480,7 +488,7 @@ async function nodePage(id) {
   const depName = new Map(deps.map((d) => [d.id, d.name]));
   const out = [h('h1', {}, 'Node ', n.name),
     h('dl', { class: 'kv' },
-      ['Deployment', link('#/deployments/' + n.deployment_id, depName.get(n.deployment_id) || n.deployment_id)],
+      [['Deployment', link('#/deployments/' + n.deployment_id, depName.get(n.deployment_id) || n.deployment_id)],
       ['Alive', n.alive ? 'yes' : 'no'], ['Available', n.available ? 'yes' : 'no'], ['Allocated', n.allocated ? 'yes' : 'no'],
       ['Boot env', n.bootenv], ['Description', n.description], ['Updated', when(n.updated_at)]].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))];
   if (canWrite()) {
@@ -536,7 +544,8 @@ async function nodeRolePage(id) {
   const nr = await get('/api/v2/node_roles/' + id);
   const [n, d, rs] = await Promise.all([get('/api/v2/nodes/' + nr.node_id), get('/api/v2/deployments/' + nr.deployment_id), roles()]);
   const role = rs.get(nr.role_id);
-  S.onEvent = debounce((ev) => { if (String(ev.id) === String(id)) render(); }, 200);
+  const redraw = later(() => render(), 200);
+  S.onEvent = (ev) => { if (String(ev.id) === String(id)) redraw(); };
   return [h('h1', {}, 'Node-role ', role?.name || nr.role_id, ' on ', n.name, ' ', h('span', { class: 'badge s-' + nr.state_name, id: 'nr-state' }, nr.state_name)),
     h('dl', { class: 'kv' }, [['Node', link('#/nodes/' + n.id, n.name)], ['Deployment', link('#/deployments/' + d.id, d.name)],
       ['Role', (role?.name || '') + (role?.requires?.length ? ' (requires ' + role.requires.join(', ') + ')' : '')],
