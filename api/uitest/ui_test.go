@@ -141,11 +141,21 @@ func js(expr string) step {
 // until waits for a JavaScript expression to be truthy.
 func until(expr string) step {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Poll[any](expr, chromedp.WithPollingTimeout(45*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))(ctx, t)
-		if err != nil {
-			return fmt.Errorf("waiting for %s: %w", expr, err)
+		deadline := time.Now().Add(45 * time.Second)
+		for {
+			_, err := chromedp.Poll[any](expr, chromedp.WithPollingTimeout(time.Until(deadline)), chromedp.WithPollingInterval(50*time.Millisecond))(ctx, t)
+			// A navigation replaces the page's JavaScript context under a
+			// poll started just before it: poll the new one.
+			if err != nil && time.Now().Before(deadline) && ctx.Err() == nil &&
+				(strings.Contains(err.Error(), "Cannot find context") || strings.Contains(err.Error(), "context was destroyed")) {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("waiting for %s: %w", expr, err)
+			}
+			return nil
 		}
-		return nil
 	})
 }
 

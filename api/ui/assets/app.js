@@ -194,8 +194,7 @@ function action(label, fn, cls) {
 function signedOut(message) {
   S.me = null;
   S.roles = null;
-  if (S.es) S.es.close();
-  S.es = null;
+  stopEvents();
   S.signOutMessage = message;
   render();
 }
@@ -234,6 +233,22 @@ function startEvents() {
   es.onerror = () => { if (es.readyState === EventSource.CLOSED && S.me) setTimeout(() => S.me && S.es === es && startEvents(), 2000); };
   refreshAnneal();
 }
+
+function stopEvents() {
+  if (S.es) S.es.close();
+  S.es = null;
+}
+
+// A browser keeps at most six HTTP/1.1 connections per server, and each
+// open event stream holds one: a page that is left, or a tab in the
+// background, gives its stream back, and catches up with a redraw when it
+// is shown again.
+window.addEventListener('pagehide', stopEvents);
+window.addEventListener('pageshow', (e) => { if (e.persisted && S.me) { startEvents(); render(); } });
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) stopEvents();
+  else if (S.me && !S.es) { startEvents(); render(); }
+});
 
 let annealTimer = null;
 function annealSoon() {
@@ -663,6 +678,7 @@ async function render() {
   main.replaceChildren(...[content].flat(Infinity).filter((x) => x != null && x !== false));
   main.dataset.page = route ? route[2] : 'none';
   main.dataset.ready = String(gen);
+  if (!window.__painted) window.__painted = performance.now(); // first paint with data, for benchmarks
   if (focused && S.navigated) main.focus({ preventScroll: true });
 }
 
