@@ -9,7 +9,7 @@ PKGS    := ./...
 BARCLAMPS := $(patsubst barclamps/%/,%,$(sort $(dir $(wildcard barclamps/*/main.go))))
 WASM      := $(patsubst %,barclamps/dist/%.wasm,$(BARCLAMPS))
 
-.PHONY: all build barclamps run test test-tools vet fmt-check bench clean agent discovery-image e2e e2e-tools fuzz faults soak
+.PHONY: all build barclamps run test test-tools vet fmt-check bench clean agent discovery-image e2e e2e-tools fuzz faults soak ui-screenshots
 
 all: build
 
@@ -67,8 +67,13 @@ WAZERO    = $(shell $(GO) list -m -f '{{.Version}}' github.com/tetratelabs/wazer
 TESTFLAGS = -ldflags=-X=github.com/tetratelabs/wazero/internal/version.version=$(WAZERO)
 test: build test-tools vet fmt-check
 	./$(BIN) barclamp precompile --wasm-cache $${TMPDIR:-/tmp}/crowbar-test-wasm-cache
-	$(GO) test $(RACE) $(TESTFLAGS) -count=1 $(PKGS)
+	CROWBAR_AXE=$(AXE) $(GO) test $(RACE) $(TESTFLAGS) -count=1 $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=300x
+
+## ui-screenshots: refresh docs/ui/*.png, the web UI's pages as its browser test leaves them
+ui-screenshots: test-tools
+	mkdir -p docs/ui
+	CROWBAR_UI_SCREENSHOTS=$(CURDIR)/docs/ui CROWBAR_AXE=$(AXE) $(GO) test -count=1 -run 'TestWebUI/sqlite' ./api/uitest
 
 ## faults: the fault campaign at full size (docs/reliability.md): 20 kill -9 of a 10,000 node-role
 ## converge through a counting wasm hook on SQLite and PostgreSQL, a replica killed mid-converge,
@@ -97,10 +102,15 @@ fuzz:
 ## test-tools: system tools the tests use, installed when missing: dnsmasq and debconf (generated files),
 ## python3-redis and python3-yaml (the Zero-OS Python client's calls against the agent), python3-requests
 ## (the Zero-OS orchestrator client's calls against /zero-os/v2), busybox-static
-## (the root filesystem of the agent's test containers)
+## (the root filesystem of the agent's test containers), chromium (the web UI's browser tests) and
+## axe-core (the accessibility checker those tests run in each page; one file from npm, cached)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+AXE_VERSION := 4.11.0
+AXE := $(HOME)/.cache/crowbar/axe-core-$(AXE_VERSION).min.js
 test-tools:
 	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -s "$(AXE)" ] || command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing="$$missing dnsmasq-base"; \
 	command -v debconf-set-selections >/dev/null 2>&1 || missing="$$missing debconf"; \
 	/usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || missing="$$missing python3-redis"; \
@@ -110,6 +120,12 @@ test-tools:
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (tests use them: see make test-tools in the Makefile)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@if [ ! -s "$(AXE)" ]; then \
+		echo "fetching axe-core $(AXE_VERSION) (the web UI tests' accessibility checker) from npm"; \
+		d=$$(mktemp -d) && (cd $$d && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && \
+			tar -xzf axe-core-$(AXE_VERSION).tgz package/axe.min.js) && \
+		mkdir -p $(dir $(AXE)) && mv $$d/package/axe.min.js $(AXE); rc=$$?; rm -rf $$d; exit $$rc; \
 	fi
 
 ## vet: the host packages, then the guest side (SDK with its examples, barclamps, test guests) as wasip1

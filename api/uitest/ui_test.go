@@ -113,7 +113,7 @@ func (p *page) run(what string, steps ...step) {
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		c2, cancel2 := context.WithTimeout(p.ctx, 5*time.Second)
 		defer cancel2()
-		text, _ := chromedp.Run(c2, chromedp.Evaluate[string](`document.body.innerText + '\nscript errors: ' + JSON.stringify(window.__errors)`))
+		text, _ := chromedp.Run(c2, chromedp.Evaluate[string](`document.body.innerText + '\nscript errors: ' + JSON.stringify(window.__errors) + JSON.stringify((window.__evs||[]).slice(-8))`))
 		p.t.Fatalf("%s: %v\nthe page shows:\n%s", what, err, text)
 	}
 }
@@ -184,6 +184,44 @@ func (p *page) shot(name string) {
 	}
 }
 
+// axeSource is axe-core (the accessibility checker), from the file
+// CROWBAR_AXE names (make test fetches it); "" skips the checks outside CI.
+func axeSource(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv("CROWBAR_AXE")
+	if path == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CROWBAR_AXE is not set: run the tests with make test, which fetches axe-core")
+		}
+		t.Log("CROWBAR_AXE is not set (make test sets it): skipping the accessibility checks")
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("axe-core: %v (make test-tools fetches it)", err)
+	}
+	return string(b)
+}
+
+// accessible runs axe-core's WCAG 2.1 A and AA rules on the page as it is
+// and fails the test on any violation.
+func (p *page) accessible(name string) {
+	p.t.Helper()
+	src := axeSource(p.t)
+	if src == "" {
+		return
+	}
+	if !value[bool](p, "axe loaded", `!!window.axe`) {
+		p.run("load axe-core", js(src))
+	}
+	out := value[string](p, "axe "+name, `axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+		.then(r => JSON.stringify(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' +
+			v.nodes.slice(0, 3).map(n => n.target.join(' ') + ' ' + (n.failureSummary || '').replace(/\s+/g, ' ')).join(' | '))))`)
+	if out != "[]" {
+		p.t.Errorf("accessibility of %s (axe-core, WCAG 2.1 AA): %s", name, out)
+	}
+}
+
 func (p *page) signIn(user, password string) {
 	p.t.Helper()
 	p.run("sign in as "+user,
@@ -193,6 +231,16 @@ func (p *page) signIn(user, password string) {
 		chromedp.SendKeys(chromedp.CSS(`#login input[name=password]`), password),
 		chromedp.Click(chromedp.CSS(`#login button[type=submit]`)),
 		until(`document.querySelector('main').dataset.page === 'overview'`))
+}
+
+// settle waits until the annealer is idle and the page has not been
+// redrawn for half a second (live updates may redraw it until then).
+func (p *page) settle() {
+	p.t.Helper()
+	p.run("settle", js(`window.__settle = [document.querySelector('main').dataset.ready, performance.now()]`),
+		until(`(() => { const g = document.querySelector('main').dataset.ready;
+			if (g !== window.__settle[0]) window.__settle = [g, performance.now()];
+			return document.getElementById('anneal')?.innerText.startsWith('Annealer idle') && performance.now() - window.__settle[1] > 500; })()`))
 }
 
 // text is main's visible text.
@@ -239,9 +287,12 @@ func TestWebUI(t *testing.T) {
 		shot := func(name string) {
 			if shots {
 				p.shot(name)
+				p.accessible(name)
 			}
 		}
 
+		p.run("the sign-in page", chromedp.Navigate(p.url+"/"), chromedp.WaitVisible(chromedp.CSS(`#login`)))
+		shot("sign-in")
 		p.signIn("admin", apitest.AdminPassword)
 		if me := p.text(); !strings.Contains(me, "Node-roles by state") {
 			t.Fatalf("overview:\n%s", me)
@@ -253,6 +304,7 @@ func TestWebUI(t *testing.T) {
 		p.run("deployment page", until(`location.hash.startsWith('#/deployments/') && document.querySelector('main h1')?.innerText.includes('lab')`))
 		depHash := value[string](p, "read hash", `location.hash`)
 		p.goTo("#/deployments", `document.querySelector('main').dataset.page === 'deployments' && document.getElementById('new-deployment')`)
+		shot("deployments")
 		p.submit(`#new-deployment`, map[string]string{"name": "lab"})
 		p.run("422 beside the name", until(`document.querySelector('#new-deployment input[name=name][aria-invalid=true]') &&
 			document.querySelector('#new-deployment .field-error')?.innerText.includes('already taken')`))
@@ -287,10 +339,12 @@ func TestWebUI(t *testing.T) {
 
 		// Bind g-top (it brings g-mid and g-base) to both nodes; commit.
 		p.goTo("#/deployments/"+labID, `document.querySelector('main select[name=role]')`)
+		p.settle()
 		p.run("bind g-top", chromedp.SetValue(chromedp.CSS(`main select[name=role]`), "g-top"),
 			js(`for (const o of document.querySelector('main select[name=nodes]').options) o.selected = true`),
 			chromedp.Click(`//button[text()="Bind"]`),
 			until(`document.querySelectorAll('#graph a.cell').length === 6`))
+		p.settle()
 		p.run("commit and watch", js(`window.__cell = document.querySelector('#graph a.cell'); window.__marker = 1`),
 			chromedp.Click(`//button[text()="Commit"]`),
 			until(`[...document.querySelectorAll('#graph a.cell')].every(a => a.innerText === 'active')`))
@@ -300,6 +354,7 @@ func TestWebUI(t *testing.T) {
 		shot("deployment")
 
 		// g-flaky fails its first run: an ERROR cell, its run log, retry.
+		p.settle()
 		p.run("bind g-flaky", chromedp.SetValue(chromedp.CSS(`main select[name=role]`), "g-flaky"),
 			js(`for (const o of document.querySelector('main select[name=nodes]').options) o.selected = o.innerText === 'n1.lab.test'`),
 			chromedp.Click(`//button[text()="Bind"]`),

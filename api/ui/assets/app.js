@@ -13,6 +13,7 @@ const S = {
   gen: 0,            // bumped on every navigation; stale loads are dropped
   onEvent: null,     // the current page's handler of node-role events
   es: null,          // the EventSource
+  lastEventId: '',   // the last event's id, to resume from
   anneal: null,      // the last /api/v2/anneal answer
   samples: [],       // [time ms, done] while annealing, for the ETA
   roles: null,       // id -> role, loaded once per sign-in
@@ -142,6 +143,9 @@ function form(cls, fields, label, action, id) {
       return h('label', {}, fd.label, input);
     }),
     h('button', { type: 'submit' }, label));
+  const dirty = () => { f.dataset.dirty = '1'; };
+  f.addEventListener('input', dirty);
+  f.addEventListener('change', dirty);
   f.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const btn = f.querySelector('button[type=submit]');
@@ -217,11 +221,15 @@ function loginPage() {
 
 // ---------- live: events and the annealer ----------
 
-function startEvents() {
+// startEvents opens the event stream; resume asks for what followed the
+// last event seen (the server replays it, or sends reset when it has been
+// pruned).
+function startEvents(resume) {
   if (S.es) S.es.close();
-  const es = new EventSource('/api/v2/events');
+  const es = new EventSource('/api/v2/events' + (resume && S.lastEventId ? '?last_event_id=' + enc(S.lastEventId) : ''));
   S.es = es;
   const onEv = (e) => {
+    if (e.lastEventId) S.lastEventId = e.lastEventId;
     let ev;
     try { ev = JSON.parse(e.data); } catch { return; }
     if (S.onEvent) S.onEvent(ev);
@@ -229,7 +237,7 @@ function startEvents() {
   };
   es.addEventListener('node_role', onEv);
   es.addEventListener('deployment', onEv);
-  es.addEventListener('reset', () => { render(); });
+  es.addEventListener('reset', () => { render(); }); // events were lost: draw afresh
   es.onerror = () => { if (es.readyState === EventSource.CLOSED && S.me) setTimeout(() => S.me && S.es === es && startEvents(), 2000); };
   refreshAnneal();
 }
@@ -241,13 +249,13 @@ function stopEvents() {
 
 // A browser keeps at most six HTTP/1.1 connections per server, and each
 // open event stream holds one: a page that is left, or a tab in the
-// background, gives its stream back, and catches up with a redraw when it
-// is shown again.
+// background, gives its stream back, and resumes from the last event it saw
+// when it is shown again (no redraw: what the user was typing stays).
 window.addEventListener('pagehide', stopEvents);
-window.addEventListener('pageshow', (e) => { if (e.persisted && S.me) { startEvents(); render(); } });
+window.addEventListener('pageshow', (e) => { if (e.persisted && S.me && !S.es) startEvents(true); });
 document.addEventListener('visibilitychange', () => {
   if (document.hidden) stopEvents();
-  else if (S.me && !S.es) { startEvents(); render(); }
+  else if (S.me && !S.es) startEvents(true);
 });
 
 let annealTimer = null;
@@ -441,7 +449,8 @@ async function deploymentPage(id, q) {
     out.push(form('inline', [{ name: 'barclamp', label: 'Barclamp', options: others.map((b) => [b.name, `${b.name} ${b.version}`]) }],
       'Enable', async (v) => { await api('PUT', `/api/v2/deployments/${id}/barclamps/${enc(v.barclamp)}`); S.roles = null; }, 'enable-barclamp'));
   }
-  const refetch = later(() => render(), 400);
+  // New node-roles need a redraw, unless the user is filling in a form.
+  const refetch = later(() => { if (!main.querySelector('form:focus-within, form[data-dirty]')) render(); }, 400);
   S.onEvent = (ev) => {
     if (ev.type === 'deployment' && String(ev.id) === String(id)) {
       const el = document.getElementById('dstate');
@@ -450,7 +459,7 @@ async function deploymentPage(id, q) {
     }
     if (String(ev.deployment_id) !== String(id)) return;
     const el = main.querySelector(`[data-nr="${ev.id}"]`);
-    if (!el) { if (!main.querySelector('form:focus-within')) refetch(); return; }
+    if (!el) { refetch(); return; }
     el.className = el.className.replace(/\bs-\w+/, 's-' + ev.state_name);
     el.textContent = ev.state_name;
     el.title = el.title.replace(/: \w+;/, `: ${ev.state_name};`);
