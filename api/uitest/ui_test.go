@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/crowbar-go/crowbar/api/apitest"
 	"github.com/crowbar-go/crowbar/core/auth"
+	"github.com/crowbar-go/crowbar/core/model"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/crowbar-go/crowbar/core/store/storetest"
 	"github.com/crowbar-go/crowbar/plugins"
@@ -259,6 +261,15 @@ func (p *page) submit(form string, fields map[string]string) {
 	p.run("submit "+form, steps...)
 }
 
+func mustInt(t testing.TB, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func newServer(t *testing.T, st *store.Store) *apitest.Server {
 	return apitest.New(t, st, func(su *apitest.Setup) { su.Host = pluginstest.Host(t, st, plugins.Config{PoolSize: 2}) })
 }
@@ -376,6 +387,24 @@ func TestWebUI(t *testing.T) {
 		shot("overview")
 		p.goTo("#/users", `document.querySelector('main').dataset.page === 'users'`)
 		shot("users")
+
+		// A bigger converge: the header shows its progress while it runs.
+		p.goTo("#/", `document.querySelector('main').dataset.page === 'overview'`)
+		big := make([]model.Node, 150)
+		for i := range big {
+			big[i] = model.Node{Name: fmt.Sprintf("big%03d.lab.test", i), DeploymentID: mustInt(t, labID), Alive: true, Available: true}
+		}
+		if err := st.DB.CreateInBatches(big, 200).Error; err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range big {
+			s.Must(201, "POST", "/api/v2/node_roles", fmt.Sprintf(`{"node": %d, "role": "g-top", "deployment": "lab"}`, n.ID))
+		}
+		s.Must(200, "PUT", "/api/v2/deployments/lab/commit", "")
+		p.run("progress shown", until(`document.querySelector('#anneal progress') && /\d+ \/ \d+ done/.test(document.getElementById('anneal').innerText)`))
+		progress := value[string](p, "progress", `document.getElementById('anneal').innerText`)
+		p.run("converged", until(`document.getElementById('anneal').innerText.startsWith('Annealer idle')`))
+		t.Logf("the header during the converge: %q", progress)
 
 		// A write without the CSRF token is refused even with the cookie.
 		if forged := value[int](p, "forged write", `fetch('/api/v2/nodes', {method: 'POST', headers: {'Content-Type': 'application/json'},
