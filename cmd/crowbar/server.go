@@ -271,7 +271,7 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	registry.Expect(names...)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", "address", ln.Addr().String(), "advertise_url", advertise)
+	log.Info("serving", "address", ln.Addr().String(), "advertise_url", advertise, "web_ui", "http://"+ln.Addr().String()+"/")
 	wctx, stopWatch := context.WithCancel(ctx)
 	watchingNodes := make(chan struct{})
 	go func() { defer close(watchingNodes); apiSrv.Nodes().Watch(wctx) }()
