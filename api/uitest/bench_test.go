@@ -44,8 +44,8 @@ func firstPaint(b *testing.B, dsn string) {
 		b.Fatal(err)
 	}
 	s := apitest.New(b, st)
-	p := newPage(b, browser(b), s.URL)
-	p.signIn("admin", apitest.AdminPassword)
+	p := NewPage(b, Browser(b), s.URL)
+	p.SignIn("admin", apitest.AdminPassword)
 	for _, c := range []struct{ name, hash, ready string }{
 		{"overview", "#/", `document.querySelector('main').dataset.page === 'overview' && document.querySelector('main .big')?.innerText === '10000'`},
 		{"nodes", "#/nodes", `document.getElementById('node-count')?.innerText === '1–50 of 10000'`},
@@ -55,12 +55,12 @@ func firstPaint(b *testing.B, dsn string) {
 		b.Run(c.name, func(b *testing.B) {
 			var total, inPage time.Duration
 			for b.Loop() {
-				p.run("blank", chromedp.Navigate("about:blank"))
+				p.Run("blank", chromedp.Navigate("about:blank"))
 				start := time.Now()
-				p.run("load "+c.hash, chromedp.Navigate(s.URL+"/"+c.hash), until(c.ready))
+				p.Run("load "+c.hash, chromedp.Navigate(s.URL+"/"+c.hash), Until(c.ready))
 				total += time.Since(start)
 				// The page's own clock: navigation start to the data drawn.
-				inPage += time.Duration(value[float64](p, "paint time", `window.__painted || 0`) * float64(time.Millisecond))
+				inPage += time.Duration(Value[float64](p, "paint time", `window.__painted || 0`) * float64(time.Millisecond))
 			}
 			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/paint")
 			b.ReportMetric(float64(inPage.Milliseconds())/float64(b.N), "ms/paint-in-page")

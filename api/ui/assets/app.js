@@ -17,6 +17,7 @@ const S = {
   anneal: null,      // the last /api/v2/anneal answer
   samples: [],       // [time ms, done] while annealing, for the ETA
   roles: null,       // id -> role, loaded once per sign-in
+  flash: null,       // a message for the next drawing of a page (a secret shown once)
 };
 
 // ---------- DOM ----------
@@ -556,10 +557,13 @@ async function zeroOS(zid) {
       return [h('h3', {}, title), h('p', { class: 'error', role: 'alert' }, `${err.status}: ${err.message}`)];
     }
   };
+  const started = (t) => (t ? new Date(t > 1e12 ? t : t * 1000).toLocaleString() : '');
   const parts = await Promise.all([
-    part('Containers', 'containers', ['Name', 'Status', 'Hostname'], (c) => h('tr', {}, h('td', {}, c.name || c.id), h('td', {}, c.status), h('td', {}, c.hostname))),
-    part('Jobs', 'jobs', ['Id', 'Command', 'Started'], (j) => h('tr', {}, h('td', {}, j.id), h('td', {}, j.cmd?.command || j.command || ''), h('td', {}, j.starttime ? new Date(j.starttime).toLocaleString() : ''))),
-    part('Processes', 'processes', ['PID', 'Command', 'RSS'], (p) => h('tr', {}, h('td', {}, p.pid), h('td', {}, p.cmdline || p.name || ''), h('td', {}, p.rss))),
+    part('Containers', 'containers', ['Name', 'Status', 'Hostname', 'Root'], (c) => h('tr', {},
+      h('td', {}, c.name || c.id), h('td', {}, c.status), h('td', {}, c.hostname), h('td', {}, h('code', {}, c.flist)))),
+    part('Jobs', 'jobs', ['Id', 'Started'], (j) => h('tr', {}, h('td', {}, h('code', {}, j.id)), h('td', {}, started(j.startTime)))),
+    part('Processes', 'processes', ['PID', 'Command', 'RSS'], (p) => h('tr', {}, h('td', {}, p.pid), h('td', {}, h('code', {}, p.cmdline)),
+      h('td', {}, p.rss))),
   ]);
   return h('section', { 'aria-labelledby': 'h-zos' }, h('h2', { id: 'h-zos' }, 'Zero-OS'), parts);
 }
@@ -606,7 +610,9 @@ async function barclampsPage() {
 
 async function usersPage() {
   const [users, tokens] = await Promise.all([get('/api/v2/users'), get('/api/v2/join_tokens')]);
-  const shown = h('div', { id: 'secret', 'aria-live': 'polite' });
+  // A secret the server shows once survives the redraw that lists it.
+  const shown = h('div', { id: 'secret', 'aria-live': 'polite' }, S.flash);
+  S.flash = null;
   return [h('h1', {}, 'Users and tokens'),
     table(['User', 'Role', 'API access', 'Email', ''], users.map((u) => h('tr', {}, h('td', {}, u.username), h('td', {}, u.role),
       h('td', {}, u.api_access ? 'yes' : 'no'), h('td', {}, u.email),
@@ -614,22 +620,20 @@ async function usersPage() {
     h('h2', {}, 'New user'),
     form('inline', [{ name: 'username', label: 'User name', required: true }, { name: 'password', label: 'Password', type: 'password', autocomplete: 'new-password' },
       { name: 'role', label: 'Role', options: [['reader', 'reader'], ['operator', 'operator'], ['admin', 'admin']] }, { name: 'email', label: 'Email' }],
-    'Create', async (v) => { await api('POST', '/api/v2/users', { ...v, api_access: true }); }),
+    'Create', async (v) => { await api('POST', '/api/v2/users', { ...v, api_access: true }); }, 'new-user'),
     h('h2', {}, 'Join tokens (agents joining)'),
     table(['Id', 'Description', 'Created by', 'Expires', 'Uses', ''], tokens.map((t) => h('tr', {}, h('td', {}, t.id), h('td', {}, t.description),
       h('td', {}, t.created_by), h('td', {}, when(t.expires_at)), h('td', {}, t.uses),
       h('td', {}, t.revoked_at ? 'revoked ' + when(t.revoked_at) : action('Revoke', () => api('DELETE', '/api/v2/join_tokens/' + t.id), 'danger'))))),
     form('inline', [{ name: 'description', label: 'Description' }, { name: 'ttl', label: 'Valid for', value: '1h' }], 'Create join token', async (v) => {
       const t = (await api('POST', '/api/v2/join_tokens', v)).data;
-      shown.replaceChildren(h('p', { class: 'ok' }, 'Join token (shown once): ', h('span', { class: 'secret' }, t.token)));
-      return false;
-    }),
+      S.flash = h('p', { class: 'ok' }, 'Join token (shown once): ', h('span', { class: 'secret' }, t.token));
+    }, 'new-join-token'),
     h('h2', {}, 'API token for you'),
     form('inline', [{ name: 'validity', label: 'Valid for (seconds, at most 3600)', type: 'number', value: 3600 }], 'Mint token', async (v) => {
       const t = (await api('POST', '/api/v2/tokens', { validity: Number(v.validity) })).data;
-      shown.replaceChildren(h('p', { class: 'ok' }, 'Bearer token until ', when(t.expires_at), ': ', h('span', { class: 'secret' }, t.token)));
-      return false;
-    }),
+      S.flash = h('p', { class: 'ok' }, 'Bearer token until ', when(t.expires_at), ': ', h('span', { class: 'secret' }, t.token));
+    }, 'new-api-token'),
     shown];
 }
 
