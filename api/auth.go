@@ -39,27 +39,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		// In-process calls from barclamps carry their identity already; an
 		// HTTP client cannot set a context value.
 		if c := auth.CallerFrom(r.Context()); c != nil && c.Scheme == "internal" {
-			noteCaller(r.Context(), c)
-			if err := permits(c, r); err != nil {
-				s.authFailed(w, r, err)
-				return
-			}
-			next.ServeHTTP(w, r)
+			s.admit(w, r, next, c, nil, r.Context())
 			return
 		}
 		if r.Header.Get("Authorization") == "" {
 			// A browser signed in to the web UI.
 			if caller, sess, err := s.sessionSignIn(r); caller != nil || err != nil {
-				if err == nil {
-					noteCaller(r.Context(), caller)
-					err = permits(caller, r)
-				}
-				if err != nil {
-					s.authFailed(w, r, err)
-					return
-				}
-				ctx := context.WithValue(auth.WithCaller(r.Context(), caller), sessionKey{}, sess)
-				next.ServeHTTP(w, r.WithContext(ctx))
+				s.admit(w, r, next, caller, err, context.WithValue(auth.WithCaller(r.Context(), caller), sessionKey{}, sess))
 				return
 			}
 		}
@@ -69,16 +55,22 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.throttled(w, r, err)
 			return
 		}
-		if err == nil {
-			noteCaller(r.Context(), caller)
-			err = permits(caller, r)
-		}
-		if err != nil {
-			s.authFailed(w, r, err)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(auth.WithCaller(r.Context(), caller)))
+		s.admit(w, r, next, caller, err, auth.WithCaller(r.Context(), caller))
 	})
+}
+
+// admit serves r in ctx when its caller signed in (err nil) and their role
+// permits the request; otherwise it answers why not.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, next http.Handler, caller *auth.Caller, err error, ctx context.Context) {
+	if err == nil {
+		noteCaller(r.Context(), caller)
+		err = permits(caller, r)
+	}
+	if err != nil {
+		s.authFailed(w, r, err)
+		return
+	}
+	next.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // signIn authenticates r's credentials under sign-in throttling: a
