@@ -91,31 +91,38 @@ func BenchmarkRouteCall(b *testing.B) {
 		reportLatency(b, 1, func() error { _, err := goEcho(echoReq); return err })
 	})
 	// guarded: as every installed module runs; trusted: as the embedded
-	// first-party ones do (no check on loop back-edges).
-	for _, trust := range []string{"guarded", "trusted"} {
-		cfg := plugins.Config{PoolSize: 1}
-		if trust == "trusted" {
-			cfg.Trusted = map[string]bool{barclamp.Digest(wasm): true}
+	// first-party ones do (no check on loop back-edges). frame: the binary
+	// HTTP envelope; json: a module built without it (as before the frame).
+	for _, env := range []string{"frame", "json"} {
+		wasm := wasm
+		if env == "json" {
+			wasm = pluginstest.BuildTags(b, "plugins/testdata/echo", "crowbar_json_http")
 		}
-		b.Run("wasm/ping/"+trust, func(b *testing.B) { // the fixed cost: a route that does nothing
-			h := pluginstest.Host(b, st, cfg)
-			mod, err := h.Compile(ctx, "", wasm)
-			if err != nil {
-				b.Fatal(err)
+		for _, trust := range []string{"guarded", "trusted"} {
+			cfg := plugins.Config{PoolSize: 1}
+			if trust == "trusted" {
+				cfg.Trusted = map[string]bool{barclamp.Digest(wasm): true}
 			}
-			defer mod.Close(ctx)
-			ping := &barclamp.HTTPRequest{Method: "GET", Path: "/echo/v2/ping", Route: "GET /ping"}
-			reportLatency(b, 1, func() error { _, err := mod.HTTP(ctx, ping); return err })
-		})
-		b.Run("wasm/echo/pool=1/"+trust, func(b *testing.B) {
-			h := pluginstest.Host(b, st, cfg)
-			mod, err := h.Compile(ctx, "", wasm)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer mod.Close(ctx)
-			reportLatency(b, 1, func() error { _, err := mod.HTTP(ctx, echoReq); return err })
-		})
+			b.Run("wasm/ping/"+trust+"/"+env, func(b *testing.B) { // the fixed cost: a route that does nothing
+				h := pluginstest.Host(b, st, cfg)
+				mod, err := h.Compile(ctx, "", wasm)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer mod.Close(ctx)
+				ping := &barclamp.HTTPRequest{Method: "GET", Path: "/echo/v2/ping", Route: "GET /ping"}
+				reportLatency(b, 1, func() error { _, err := mod.HTTP(ctx, ping); return err })
+			})
+			b.Run("wasm/echo/pool=1/"+trust+"/"+env, func(b *testing.B) {
+				h := pluginstest.Host(b, st, cfg)
+				mod, err := h.Compile(ctx, "", wasm)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer mod.Close(ctx)
+				reportLatency(b, 1, func() error { _, err := mod.HTTP(ctx, echoReq); return err })
+			})
+		}
 	}
 	for _, pool := range []int{2, 4} {
 		b.Run(fmt.Sprintf("wasm/echo/pool=%d", pool), func(b *testing.B) {

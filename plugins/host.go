@@ -175,7 +175,8 @@ func (h *Host) Load(ctx context.Context, name string, wasm []byte, manifest *bar
 	if trusted {
 		h.log.Debug("a trusted first-party module: its calls run without the loop guard", "barclamp", name)
 	}
-	m := &module{host: h, rt: rt, trusted: trusted, compiled: compiled, name: name, manifest: manifest,
+	_, frames := compiled.ExportedFunctions()["crowbar_http_frame"]
+	m := &module{host: h, rt: rt, trusted: trusted, compiled: compiled, name: name, manifest: manifest, frames: frames,
 		idle: make(chan *instance, h.cfg.PoolSize), slots: make(chan struct{}, h.cfg.PoolSize)}
 	if manifest == nil {
 		if err := m.readManifest(ctx); err != nil {

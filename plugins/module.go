@@ -12,6 +12,7 @@ import (
 
 	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/metrics"
+	"github.com/crowbar-go/crowbar/sdk"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -23,6 +24,7 @@ type module struct {
 	rt       wazero.Runtime // the host's guarded runtime, or its trusted one
 	trusted  bool           // no guard: a deadline cannot stop a loop
 	compiled wazero.CompiledModule
+	frames   bool // it exports crowbar_http_frame
 	name     string
 	manifest *barclamp.Manifest
 
@@ -41,6 +43,7 @@ func (m *module) Trusted() bool { return m.trusted }
 type instance struct {
 	mod                     api.Module
 	alloc, free, http, hook api.Function
+	httpFrame               api.Function // nil for modules built before the HTTP frame
 	manifest                api.Function
 }
 
@@ -93,7 +96,8 @@ func (m *module) instantiate(ctx context.Context) (*instance, error) {
 	in := &instance{mod: mod,
 		alloc: mod.ExportedFunction("crowbar_alloc"), free: mod.ExportedFunction("crowbar_free"),
 		http: mod.ExportedFunction("crowbar_http"), hook: mod.ExportedFunction("crowbar_hook"),
-		manifest: mod.ExportedFunction("crowbar_manifest")}
+		httpFrame: mod.ExportedFunction("crowbar_http_frame"),
+		manifest:  mod.ExportedFunction("crowbar_manifest")}
 	res, err := mod.ExportedFunction("crowbar_abi").Call(ctx)
 	if err != nil {
 		mod.Close(context.Background()) //nolint:errcheck
@@ -282,8 +286,35 @@ func (m *module) readManifest(ctx context.Context) error {
 	return nil
 }
 
-// HTTP calls the barclamp's HTTP handler.
+// httpFrame is HTTP in the binary envelope: fields length-prefixed, the
+// body as is, no JSON on either side (docs/abi.md, "The HTTP frame").
+func (m *module) httpFrame(ctx context.Context, req *barclamp.HTTPRequest) (*barclamp.HTTPResponse, error) {
+	f := sdk.HTTPFrame{Method: req.Method, Path: req.Path, Host: req.Host, Advertise: req.Advertise, Route: req.Route,
+		Params: req.Params, Query: req.Query, Headers: req.Headers, Body: req.Body}
+	if c := req.Caller; c != nil {
+		f.HasCaller, f.CallerUser, f.CallerRole, f.CallerScheme = true, c.Username, c.Role, c.Scheme
+	}
+	out, err := m.call(ctx, "http "+req.Route, m.host.cfg.HTTPTimeout, f.AppendRequest(make([]byte, 0, 256+len(req.Body))),
+		func(in *instance) api.Function { return in.httpFrame })
+	if err != nil {
+		return nil, err
+	}
+	var rf sdk.HTTPFrame
+	if err := rf.ReadResponse(out); err != nil || rf.Status < 100 || rf.Status > 599 {
+		return nil, &barclamp.CallError{Barclamp: m.name, Call: "http " + req.Route, Reason: fmt.Sprintf("answered malformed output (%s)", describe(out, err))}
+	}
+	// out is the module's answer copied out of its memory: the body may
+	// stay in it.
+	return &barclamp.HTTPResponse{Status: rf.Status, Headers: rf.Headers, Body: rf.Body}, nil
+}
+
+// HTTP calls the barclamp's HTTP handler: in the binary frame when the
+// module exports crowbar_http_frame (every module built with this SDK),
+// else as JSON.
 func (m *module) HTTP(ctx context.Context, req *barclamp.HTTPRequest) (*barclamp.HTTPResponse, error) {
+	if m.frames {
+		return m.httpFrame(ctx, req)
+	}
 	payload, err := json.Marshal(req)
 	if err != nil {
 		return nil, err

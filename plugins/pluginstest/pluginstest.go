@@ -24,17 +24,22 @@ var (
 
 // Build compiles the barclamp in dir (relative to the repository root) with
 // GOOS=wasip1 GOARCH=wasm -buildmode=c-shared.
-func Build(t testing.TB, dir string) []byte {
+func Build(t testing.TB, dir string) []byte { t.Helper(); return BuildTags(t, dir, "") }
+
+// BuildTags is Build with build tags (comma-separated), e.g.
+// crowbar_json_http for a module that takes route calls as JSON only.
+func BuildTags(t testing.TB, dir, tags string) []byte {
 	t.Helper()
 	mu.Lock()
 	defer mu.Unlock()
-	if b, ok := built[dir]; ok {
+	key := dir + " " + tags
+	if b, ok := built[key]; ok {
 		return b
 	}
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
 	out := filepath.Join(t.TempDir(), "guest.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./"+dir)
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-tags="+tags, "-o", out, "./"+dir)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -44,7 +49,7 @@ func Build(t testing.TB, dir string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	built[dir] = wasm
+	built[key] = wasm
 	return wasm
 }
 

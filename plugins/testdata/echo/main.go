@@ -20,6 +20,13 @@ func init() {
 			}
 			v["name"] = r.Param("name")
 			return sdk.JSON(200, v)
+		}}, {Method: "POST", Path: "/mirror/{id}", Handler: func(r *sdk.Request) *sdk.Response {
+			// Everything the handler was given, to compare envelopes.
+			resp := sdk.JSON(200, map[string]any{"method": r.Method, "path": r.Path, "host": r.Host,
+				"advertise": r.Advertise, "route": r.Route, "params": r.Params, "query": r.Query,
+				"headers": r.Headers, "caller": r.Caller, "body": string(r.Body)})
+			resp.Headers["X-Mirror"] = []string{"1", "2"}
+			return resp
 		}}, {Method: "GET", Path: "/ping", Handler: func(r *sdk.Request) *sdk.Response {
 			return &sdk.Response{Status: 204}
 		}}}})
