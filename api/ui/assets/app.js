@@ -18,6 +18,8 @@ const S = {
   samples: [],       // [time ms, done] while annealing, for the ETA
   roles: null,       // id -> role, loaded once per sign-in
   flash: null,       // a message for the next drawing of a page (a secret shown once)
+  rendering: false,  // a page is being fetched: events wait in held
+  held: [],
 };
 
 // ---------- DOM ----------
@@ -233,7 +235,10 @@ function startEvents(resume) {
     if (e.lastEventId) S.lastEventId = e.lastEventId;
     let ev;
     try { ev = JSON.parse(e.data); } catch { return; }
-    if (S.onEvent) S.onEvent(ev);
+    // While a page is being fetched its events wait, and are played onto
+    // the page once it is drawn: its data may be older than they are.
+    if (S.rendering) S.held.push(ev);
+    else if (S.onEvent) S.onEvent(ev);
     annealSoon();
   };
   es.addEventListener('node_role', onEv);
@@ -670,7 +675,10 @@ async function signOut() {
 async function render() {
   const gen = ++S.gen;
   S.onEvent = null;
+  S.rendering = true;
+  S.held = [];
   if (!S.me) {
+    S.rendering = false;
     top.replaceChildren(h('span', { class: 'brand' }, 'crowbar'));
     main.replaceChildren(loginPage());
     return;
@@ -683,7 +691,7 @@ async function render() {
   try {
     content = route ? await route[1](path.match(route[0]), q) : [h('h1', {}, 'Not found'), h('p', {}, 'No page at ', path, '. '), link('#/', 'Overview')];
   } catch (err) {
-    if (err.status === 401) return;
+    if (err.status === 401) { S.rendering = false; return; }
     content = [h('h1', {}, 'Could not load this page'), h('p', { class: 'error', role: 'alert' }, (err.status ? err.status + ': ' : '') + err.message)];
   }
   if (gen !== S.gen) return; // a newer navigation won
@@ -693,6 +701,10 @@ async function render() {
   main.dataset.ready = String(gen);
   if (!window.__painted) window.__painted = performance.now(); // first paint with data, for benchmarks
   if (focused && S.navigated) main.focus({ preventScroll: true });
+  S.rendering = false;
+  const held = S.held;
+  S.held = [];
+  for (const ev of held) if (S.onEvent) S.onEvent(ev);
 }
 
 window.addEventListener('hashchange', () => { S.navigated = true; render(); });
