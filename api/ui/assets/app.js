@@ -288,13 +288,16 @@ function drawAnneal() {
   const done = (c.active || 0) + (c.error || 0);
   const left = (c.todo || 0) + (c.transition || 0) + (c.blocked || 0);
   const now = Date.now();
-  if (a.idle) S.samples = [];
+  // Node-roles waiting for a callback (an OS install, say) are work in
+  // progress to an operator even though the annealer has nothing to run.
+  const busy = !a.idle || a.waiting > 0;
+  if (!busy) S.samples = [];
   else {
     S.samples.push([now, done]);
     while (S.samples.length > 2 && now - S.samples[0][0] > 15000) S.samples.shift();
   }
   el.replaceChildren();
-  if (a.idle) {
+  if (!busy) {
     append(el, [h('span', {}, 'Annealer idle'), h('span', { class: 'muted' }, `${c.active || 0} active · ${c.error || 0} error · ${c.proposed || 0} proposed`)]);
     return;
   }
@@ -306,7 +309,8 @@ function drawAnneal() {
   }
   append(el, [h('span', {}, 'Annealing'),
     h('progress', { max: done + left || 1, value: done, 'aria-label': 'node-roles done' }),
-    h('span', {}, `${done} / ${done + left} done · ${a.in_flight} running · ${a.runnable} queued${eta}`)]);
+    h('span', {}, `${done} / ${done + left} done · ${a.in_flight} running · ${a.runnable} queued` +
+      (a.waiting ? ` · ${a.waiting} waiting for a callback` : '') + eta)]);
 }
 
 // ---------- pages ----------
