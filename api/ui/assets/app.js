@@ -588,7 +588,7 @@ async function nodeRolePage(id) {
       ['Role', (role?.name || '') + (role?.requires?.length ? ' (requires ' + role.requires.join(', ') + ')' : '')],
       ['Runs', nr.run_count], ['Status', nr.status || ''], ['Updated', when(nr.updated_at)]].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
     canWrite() ? h('div', { class: 'toolbar' },
-      action('Retry', () => api('PUT', `/api/v2/node_roles/${id}/retry`), nr.state === -1 ? '' : 'secondary'),
+      action('Retry', () => api('PUT', `/api/v2/node_roles/${id}/retry`), nr.state === -1 ? 'primary' : 'secondary'),
       action('Unbind', async () => { await api('DELETE', '/api/v2/node_roles/' + id); location.hash = '#/deployments/' + d.id; return false; }, 'danger')) : null,
     h('h2', {}, 'Run log'), h('pre', { id: 'runlog', tabindex: '0' }, nr.runlog || '(empty)'),
     h('h2', {}, 'Wall data'), json(nr.wall), h('h2', {}, 'System data'), json(nr.sysdata),
