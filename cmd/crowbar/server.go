@@ -234,11 +234,11 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	defer apiSrv.Transport().Close()
 	host.SetAPI(apiSrv)
 	host.SetNodes(apiSrv)
-	embedded, err := barclamps.Embedded()
+	names, err := barclamps.Names()
 	if err != nil {
 		return fmt.Errorf("read embedded barclamps: %w", err)
 	}
-	if len(embedded) == 0 {
+	if len(names) == 0 {
 		log.Warn("this binary embeds no first-party barclamps; build it with make")
 	}
 	bootSvc, err := startBoot(o, apiSrv, log)
@@ -264,10 +264,6 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	}
 	// The core API answers at once; the embedded barclamps load meanwhile
 	// (their routes answer 503 with Retry-After, /ready says when all have).
-	names := make([]string, 0, len(embedded))
-	for n := range embedded {
-		names = append(names, n)
-	}
 	registry.Expect(names...)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -286,7 +282,11 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	background := make(chan struct{})
 	go func() {
 		defer close(background)
-		if err := registry.LoadAll(wctx, embedded); err != nil {
+		embedded, err := barclamps.Embedded()
+		if err == nil {
+			err = registry.LoadAll(wctx, embedded)
+		}
+		if err != nil {
 			loadErr <- err
 			return
 		}

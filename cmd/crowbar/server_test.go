@@ -126,7 +126,7 @@ func TestBadTuningFlagsAreUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{"--anneal-workers", "0"}, {"--anneal-lease", "10ms"}, {"--barclamp-sync", "-1s"},
 		{"--wasm-pool-size", "-2"}, {"--agent-heartbeat", "100ms"}, {"--agent-dead-after", "15s"},
 		{"--advertise-url", "10.0.0.2:3000"}, {"--dhcp", "relay"}, {"--tftp-root", "/usr/lib/ipxe"},
-		{"--signin-free-failures", "-1"}, {"--signin-max-wait", "-1s"}, {"--audit-retention", "-1h"}, {"--event-retention", "-1h"}} {
+		{"--signin-free-failures", "-1"}, {"--signin-max-wait", "-1s"}, {"--audit-retention", "-1h"}, {"--event-retention", "-1h"}, {"--session-ttl", "-1h"}} {
 		cmd := newServerCmd()
 		if err := cmd.ParseFlags(append(args, "--data-dir", t.TempDir())); err != nil {
 			t.Fatal(err)
