@@ -244,7 +244,20 @@ function startEvents(resume) {
   es.addEventListener('node_role', onEv);
   es.addEventListener('deployment', onEv);
   es.addEventListener('reset', () => { render(); }); // events were lost: draw afresh
-  es.onerror = () => { if (es.readyState === EventSource.CLOSED && S.me) setTimeout(() => S.me && S.es === es && startEvents(), 2000); };
+  // A stream the server closed for good: the session may have ended (sign
+  // in again), else reconnect from the last event seen.
+  es.onerror = () => {
+    if (es.readyState !== EventSource.CLOSED || !S.me) return;
+    setTimeout(async () => {
+      if (!S.me || S.es !== es) return;
+      try {
+        await api('GET', '/api/v2/anneal');
+        startEvents(true);
+      } catch {
+        if (S.me && S.es === es) es.onerror(); // the server is away: try again in 2 s (a 401 signed us out)
+      }
+    }, 2000);
+  };
   refreshAnneal();
 }
 
