@@ -137,8 +137,9 @@ func build(cfg Config) (http.Handler, *mux.Router, *Server) {
 	r.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/ready", s.ready).Methods(http.MethodGet, http.MethodHead)
 	// The web UI's page and files (no data in them: open, like /health).
+	uiFiles := ui.Handler()
 	for _, p := range ui.Paths() {
-		r.Handle(p, ui.Handler()).Methods(http.MethodGet, http.MethodHead)
+		r.Handle(p, uiFiles).Methods(http.MethodGet, http.MethodHead)
 	}
 	// Routes hang off the root router, not a subrouter: mux answers a
 	// method mismatch inside a subrouter with 404 instead of 405.

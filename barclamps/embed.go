@@ -19,20 +19,15 @@ var dist embed.FS
 // Embedded returns the built first-party modules by file name without
 // ".wasm". It is empty when the server was built without `make`.
 func Embedded() (map[string][]byte, error) {
-	out := map[string][]byte{}
-	entries, err := fs.ReadDir(dist, "dist")
+	names, err := Names()
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".wasm") {
-			continue
-		}
-		b, err := dist.ReadFile("dist/" + e.Name())
-		if err != nil {
+	out := make(map[string][]byte, len(names))
+	for _, n := range names {
+		if out[n], err = dist.ReadFile("dist/" + n + ".wasm"); err != nil {
 			return nil, err
 		}
-		out[strings.TrimSuffix(e.Name(), ".wasm")] = b
 	}
 	return out, nil
 }
@@ -66,12 +61,9 @@ func Names() ([]string, error) {
 // it could listen.
 var Trusted = sync.OnceValue(func() map[string]bool {
 	out := map[string]bool{}
-	entries, _ := fs.ReadDir(dist, "dist")
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".wasm") {
-			continue
-		}
-		f, err := dist.Open("dist/" + e.Name())
+	names, _ := Names()
+	for _, n := range names {
+		f, err := dist.Open("dist/" + n + ".wasm")
 		if err != nil {
 			continue
 		}
