@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/crowbar-go/crowbar/core/anneal"
@@ -54,12 +55,14 @@ func ScriptJig(t *Transport) anneal.Jig {
 		}
 		out := &runlog{marker: "crowbar-wall-" + marker + ":"}
 		streamed := make(chan struct{})
+		var whole atomic.Bool // the stream reached its end: out holds all the output
 		sctx, stopStream := context.WithCancel(ctx)
 		go func() {
 			defer close(streamed)
 			last := time.Now()
 			c.Stream(sctx, id, func(m core0.StreamMessage) error { //nolint:errcheck // the result says how it ended
 				if m.EOF() {
+					whole.Store(true)
 					return nil
 				}
 				out.add(m.Message)
@@ -80,14 +83,11 @@ func ScriptJig(t *Transport) anneal.Jig {
 		if err != nil {
 			return failedRun("%s\nthe script of role %s on node %s: %v", out.String(), w.Role.Name, w.Node.Name, err), nil
 		}
-		if out.empty() {
-			// Nothing streamed (a stream cut short): the captured output.
-			for _, line := range strings.Split(strings.TrimSuffix(r.Stdout(), "\n"), "\n") {
-				out.add(line)
-			}
-			for _, line := range strings.Split(strings.TrimSuffix(r.Stderr(), "\n"), "\n") {
-				out.add(line)
-			}
+		if !whole.Load() {
+			// The stream was cut short or fell behind the result (seen on a
+			// loaded machine: the last lines missing): the output the agent
+			// captured is complete, stdout then stderr.
+			out.replace(r.Stdout(), r.Stderr())
 		}
 		wall, werr := out.wall(r.Stdout())
 		log := out.String()
@@ -177,10 +177,20 @@ func (l *runlog) add(line string) {
 	}
 }
 
-func (l *runlog) empty() bool {
+// replace sets the log to a script's captured output, stdout then stderr,
+// dropping what was streamed.
+func (l *runlog) replace(stdout, stderr string) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.lines) == 0
+	l.lines, l.size, l.dropped = nil, 0, 0
+	l.mu.Unlock()
+	for _, captured := range []string{stdout, stderr} {
+		if captured == "" {
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(captured, "\n"), "\n") {
+			l.add(line)
+		}
+	}
 }
 
 func (l *runlog) String() string {
