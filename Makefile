@@ -92,7 +92,7 @@ soak: build
 ## fuzz: each fuzz target for $(FUZZTIME) (make test runs 300 inputs each: a count, not a time, since a
 ## 3 s deadline could end a slow target mid-input and fail it; corpora in testdata/fuzz)
 FUZZTIME ?= 2m
-FUZZ     := core/model:FuzzValidFQDN core/model:FuzzValidName core/auth:FuzzParseDigest core/boot:FuzzDHCPHandle api:FuzzNodeBodies core/anneal:FuzzAttribMerge core/anneal:FuzzHookResult core/barclamp:FuzzManifest core/agent:FuzzReadCommand sdk:FuzzHTTPFrame
+FUZZ     := core/model:FuzzValidFQDN core/model:FuzzValidName core/auth:FuzzParseDigest core/boot:FuzzDHCPHandle api:FuzzNodeBodies core/anneal:FuzzAttribMerge core/anneal:FuzzHookResult core/barclamp:FuzzManifest core/agent:FuzzReadCommand sdk:FuzzHTTPFrame sdk:FuzzAppendJSON
 fuzz:
 	@for t in $(FUZZ); do \
 		echo "fuzz $$t for $(FUZZTIME)"; \

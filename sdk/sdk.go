@@ -328,11 +328,17 @@ type Response struct {
 	Body    []byte              `json:"body,omitempty"`
 }
 
-// JSON replies with v as JSON.
+// JSON replies with v as JSON, encoded as encoding/json encodes it. Maps,
+// slices and scalars (what a handler decodes into `any` or builds by hand)
+// are written without reflection, which inside WebAssembly is most of a
+// small answer's cost; structs go through encoding/json.
 func JSON(status int, v any) *Response {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return Error(500, "cannot encode reply: %v", err)
+	b, ok := appendJSON(nil, v)
+	if !ok {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return Error(500, "cannot encode reply: %v", err)
+		}
 	}
 	return &Response{Status: status, Headers: map[string][]string{"Content-Type": {"application/json"}}, Body: b}
 }
@@ -344,7 +350,7 @@ func Text(status int, contentType, body string) *Response {
 
 // Error replies with crowbar's JSON error body.
 func Error(status int, format string, args ...any) *Response {
-	b, _ := json.Marshal(map[string]any{"status": status, "message": fmt.Sprintf(format, args...)})
+	b, _ := appendJSON(nil, map[string]any{"status": status, "message": fmt.Sprintf(format, args...)})
 	return &Response{Status: status, Headers: map[string][]string{"Content-Type": {"application/json"}}, Body: b}
 }
 
