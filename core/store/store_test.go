@@ -42,6 +42,32 @@ func TestMigrationsAreIdempotentAndSeedTheSystemDeployment(t *testing.T) {
 	}
 }
 
+// The claim-order index (migration 11) exists on SQLite only; on
+// PostgreSQL the migration is recorded and creates nothing.
+func TestSQLiteOnlyMigration(t *testing.T) {
+	for _, d := range storetest.Databases(t) {
+		t.Run(string(d.Dialect), func(t *testing.T) {
+			s := storetest.Open(t, d.DSN)
+			q := "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'node_roles_todo' AND schemaname = current_schema()"
+			if d.Dialect == store.SQLite {
+				q = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'node_roles_todo'"
+			}
+			var n int
+			if err := s.DB.Raw(q).Scan(&n).Error; err != nil {
+				t.Fatal(err)
+			}
+			if want := map[store.Dialect]int{store.SQLite: 1, store.Postgres: 0}[d.Dialect]; n != want {
+				t.Fatalf("%d node_roles_todo indexes, want %d", n, want)
+			}
+			var applied int
+			s.DB.Raw("SELECT COUNT(*) FROM schema_migrations WHERE version = 11").Scan(&applied)
+			if applied != 1 {
+				t.Fatal("migration 11 not recorded")
+			}
+		})
+	}
+}
+
 func TestNewerSchemaIsRefused(t *testing.T) {
 	t.Parallel()
 	for _, d := range storetest.Databases(t) {
