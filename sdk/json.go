@@ -32,63 +32,55 @@ func appendJSON(b []byte, v any) ([]byte, bool) {
 	case uint64:
 		return strconv.AppendUint(b, v, 10), true
 	case []any:
-		if v == nil {
-			return append(b, "null"...), true
-		}
-		b = append(b, '[')
-		for i, e := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var ok bool
-			if b, ok = appendJSON(b, e); !ok {
-				return b, false
-			}
-		}
-		return append(b, ']'), true
+		return appendJSONArray(b, v, appendJSON)
 	case []string:
-		if v == nil {
-			return append(b, "null"...), true
-		}
-		b = append(b, '[')
-		for i, e := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, e)
-		}
-		return append(b, ']'), true
+		return appendJSONArray(b, v, appendJSONStringOK)
 	case map[string]any:
-		if v == nil {
-			return append(b, "null"...), true
-		}
-		b = append(b, '{')
-		for i, k := range sortedKeys(v) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(appendJSONString(b, k), ':')
-			var ok bool
-			if b, ok = appendJSON(b, v[k]); !ok {
-				return b, false
-			}
-		}
-		return append(b, '}'), true
+		return appendJSONObject(b, v, appendJSON)
 	case map[string]string:
-		if v == nil {
-			return append(b, "null"...), true
-		}
-		b = append(b, '{')
-		for i, k := range sortedKeys(v) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(append(appendJSONString(b, k), ':'), v[k])
-		}
-		return append(b, '}'), true
+		return appendJSONObject(b, v, appendJSONStringOK)
 	}
 	return b, false
 }
+
+// appendJSONArray writes a slice (nil is null) with elem for each element.
+func appendJSONArray[E any](b []byte, v []E, elem func([]byte, E) ([]byte, bool)) ([]byte, bool) {
+	if v == nil {
+		return append(b, "null"...), true
+	}
+	b = append(b, '[')
+	for i, e := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = elem(b, e); !ok {
+			return b, false
+		}
+	}
+	return append(b, ']'), true
+}
+
+// appendJSONObject writes a map (nil is null) with its keys sorted, as
+// encoding/json does, and value for each value.
+func appendJSONObject[V any](b []byte, m map[string]V, value func([]byte, V) ([]byte, bool)) ([]byte, bool) {
+	if m == nil {
+		return append(b, "null"...), true
+	}
+	b = append(b, '{')
+	for i, k := range sortedKeys(m) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = value(append(appendJSONString(b, k), ':'), m[k]); !ok {
+			return b, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+func appendJSONStringOK(b []byte, s string) ([]byte, bool) { return appendJSONString(b, s), true }
 
 // appendJSONFloat writes f the way encoding/json does: the shortest
 // decimal that reads back as f, in exponent form only below 1e-6 or from
