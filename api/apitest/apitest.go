@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/crowbar-go/crowbar/api"
 	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/barclamp"
@@ -49,6 +51,16 @@ func New(t testing.TB, st *store.Store, opts ...func(*Setup)) *Server {
 	setup := &Setup{API: api.Config{Store: st}}
 	for _, o := range opts {
 		o(setup)
+	}
+	if setup.API.Logger == nil {
+		// Warnings and errors (a 500's cause) are printed if the test fails.
+		buf := &syncBuffer{}
+		setup.API.Logger = hclog.New(&hclog.LoggerOptions{Name: "server", Level: hclog.Warn, Output: buf})
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("server log:\n%s", buf.String())
+			}
+		})
 	}
 	svc, err := auth.New(context.Background(), st.DB, setup.Auth, nil)
 	if err != nil {

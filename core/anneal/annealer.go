@@ -837,9 +837,12 @@ func (a *Annealer) Status(ctx context.Context) (*Status, error) {
 	}
 	// One snapshot: counted statement by statement, a claim or a finish
 	// between two queries could make a busy annealer look idle.
-	var opts []*sql.TxOptions
+	// Read-only: on SQLite that is a deferred transaction, a WAL snapshot
+	// that never queues for the write lock (an IMMEDIATE one did, and once
+	// waited out the busy timeout behind heartbeats and claims: a 500).
+	opts := &sql.TxOptions{ReadOnly: true}
 	if a.cfg.Postgres {
-		opts = append(opts, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+		opts.Isolation = sql.LevelRepeatableRead
 	}
 	err := a.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 		var rows []struct {
@@ -857,7 +860,7 @@ func (a *Annealer) Status(ctx context.Context) (*Status, error) {
 			return err
 		}
 		return db.Model(&model.NodeRole{}).Where("state = ? AND lease_until IS NULL", model.StateTransition).Count(&st.Waiting).Error
-	}, opts...)
+	}, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -114,3 +114,28 @@ func TestExpiredLeaseIsRunAgain(t *testing.T) {
 		}
 	})
 }
+
+// TestStatusDoesNotWaitForTheWriter: on SQLite the annealer's status is a
+// read-only snapshot, answered while another transaction holds the write
+// lock (it used to queue behind writers and could wait out the busy
+// timeout: a 500 on GET /api/v2/anneal under load).
+func TestStatusDoesNotWaitForTheWriter(t *testing.T) {
+	st := storetest.Open(t, storetest.Databases(t)[0].DSN) // SQLite
+	annealtest.SeedChain(t, st.DB, 3, 2, "noop")
+	ann := anneal.New(st.DB, anneal.Config{})
+	tx := st.DB.Begin() // IMMEDIATE: holds the write lock until rolled back
+	if err := tx.Model(&model.NodeRole{}).Where("1 = 1").Update("runlog", "held").Error; err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	// Well under the 10 s busy timeout a queued writer would wait.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	status, err := ann.Status(ctx)
+	if err != nil {
+		t.Fatalf("status while a writer holds the lock: %v", err)
+	}
+	if status.Counts["todo"] != 3 || status.Counts["blocked"] != 3 {
+		t.Fatalf("status %+v, want 3 todo and 3 blocked", status.Counts)
+	}
+}
