@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -247,15 +248,6 @@ func typeError(err error, fs fieldSet) error {
 	return model.BadRequest("invalid request body: %v", err)
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // jsonString reads a JSON string or number as a string key.
 func jsonString(raw json.RawMessage, out *string) error {
 	var v any
@@ -282,9 +274,9 @@ func decodeStrict(r *http.Request, v any) error {
 	if err != nil {
 		return err
 	}
-	for _, k := range sortedKeys(body) {
+	for _, k := range slices.Sorted(maps.Keys(body)) {
 		if _, ok := fs[k]; !ok {
-			return model.BadRequest("unknown field '%s'; fields: %s", k, strings.Join(sortedKeys(fs), ", "))
+			return model.BadRequest("unknown field '%s'; fields: %s", k, strings.Join(slices.Sorted(maps.Keys(fs)), ", "))
 		}
 	}
 	b, err := json.Marshal(body)

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -273,7 +275,7 @@ func (rs *Resource[T]) filterNames() []string {
 	if rs.NameCol != "" {
 		names = append(names, "search")
 	}
-	return sortedKeys(toSet(names))
+	return slices.Sorted(maps.Keys(toSet(names)))
 }
 
 func toSet(names []string) map[string]bool {
@@ -387,7 +389,7 @@ func (rs *Resource[T]) changed(obj *T) {
 func (rs *Resource[T]) Apply(ctx context.Context, tx *gorm.DB, obj *T, body map[string]json.RawMessage, creating bool) error {
 	patch := make(map[string]json.RawMessage, len(body))
 	var current map[string]json.RawMessage
-	for _, key := range sortedKeys(body) {
+	for _, key := range slices.Sorted(maps.Keys(body)) {
 		val := body[key]
 		ref := findRef(rs.Refs, key)
 		if ref == nil {
@@ -501,7 +503,7 @@ func (rs *Resource[T]) writableNames(creating bool) []string {
 			set[ref.Key] = true
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 // resolveRef checks that the object named by val (a name, an id, or an id
