@@ -12,14 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/crowbar-go/crowbar/api"
 	"github.com/crowbar-go/crowbar/core/auth"
 	"github.com/crowbar-go/crowbar/core/barclamp"
 	"github.com/crowbar-go/crowbar/core/model"
 	"github.com/crowbar-go/crowbar/core/store"
 	"github.com/crowbar-go/crowbar/plugins"
+	"github.com/hashicorp/go-hclog"
 )
 
 // Setup is what options may change before the server starts.

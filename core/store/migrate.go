@@ -19,7 +19,7 @@ type migration struct {
 }
 
 // sqliteOnly starts a statement that PostgreSQL skips.
-const sqliteOnly = "-- sqlite only\n"
+const sqliteOnly = "-- sqlite only"
 
 // migrationLock is the PostgreSQL advisory lock key that serialises
 // migrations between replicas starting at once ("crow" in ASCII).
@@ -81,7 +81,8 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		err := db.Transaction(func(tx *gorm.DB) error {
 			for _, stmt := range strings.Split(placeholders[s.Dialect].Replace(m.sql), ";\n") {
-				if strings.TrimSpace(stmt) == "" || (strings.HasPrefix(strings.TrimSpace(stmt), strings.TrimSpace(sqliteOnly)) && s.Dialect != SQLite) {
+				stmt = strings.TrimSpace(stmt)
+				if stmt == "" || (strings.HasPrefix(stmt, sqliteOnly) && s.Dialect != SQLite) {
 					continue
 				}
 				if err := tx.Exec(stmt).Error; err != nil {
@@ -367,5 +368,5 @@ CREATE INDEX sessions_expires ON sessions (expires_at)`},
 	// The annealer walks it to claim (core/anneal: INDEXED BY). PostgreSQL's
 	// planner sorts the candidates whatever indexes exist, so there it would
 	// only cost writes (measured: 7.9 → 8.5 s for a 10k converge).
-	{11, "the annealer's claim order", sqliteOnly + `CREATE INDEX node_roles_todo ON node_roles (cohort, id) WHERE state = 1`},
+	{11, "the annealer's claim order", sqliteOnly + "\n" + `CREATE INDEX node_roles_todo ON node_roles (cohort, id) WHERE state = 1`},
 }
